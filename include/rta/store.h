@@ -1,0 +1,159 @@
+/*
+ * Durable storage: the interface every backend implements (SQLite now, PostgreSQL later), and
+ * the executor that runs storage work off the event loop.
+ *
+ * Backends implement rta_store_ops: plain synchronous functions on their own connection
+ * handle. Callers never block the loop on them: they package work in an rta_store_job, which
+ * the store's worker thread runs (job->work, calling s->ops on s->db) and whose job->done then
+ * runs on the loop thread. Before rta_store_start() (startup, CLI commands) the caller may use
+ * s->ops on s->db directly from its own thread.
+ *
+ * All functions return 0 on success and -1 on error (the backend logs the cause) unless
+ * stated otherwise. Strings in records returned by *_list/_query/_load are owned by the
+ * record; free with the matching *_free helper.
+ */
+#ifndef RTA_STORE_H
+#define RTA_STORE_H
+
+#include <jansson.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+typedef struct rta_key_record {
+    char *id;              /* public part, e.g. "k_3f9a1c2b7d4e5f60" */
+    char *user_id;
+    char *tier;            /* "free" | "pro" | "enterprise" */
+    char *role;            /* "user" | "admin" | "ingest" ... */
+    char *label;           /* may be NULL */
+    unsigned char secret_hash[32]; /* SHA-256 of the secret part */
+    int64_t created_ms;
+    int64_t revoked_ms;    /* 0 = active */
+} rta_key_record;
+void rta_key_record_free_fields(rta_key_record *k);
+
+typedef struct rta_audit_entry {
+    int64_t id;            /* assigned by the store */
+    int64_t time_ms;
+    char *actor;           /* key id, "system", "cli" */
+    char *action;          /* "key.create", "key.revoke", "ingest.batch", "config.reload", ... */
+    char *target;          /* may be NULL */
+    char *request_id;      /* may be NULL */
+    char *source_ip;       /* may be NULL */
+    json_t *details;       /* object or NULL; owned */
+} rta_audit_entry;
+void rta_audit_entry_free_fields(rta_audit_entry *e);
+
+typedef struct rta_audit_filter {
+    const char *actor;     /* NULL = any */
+    const char *action;    /* exact, or prefix when it ends with '*' ("key.*") */
+    const char *target;
+    int64_t since_ms;      /* 0 = no bound */
+    int64_t until_ms;      /* 0 = no bound */
+    int64_t before_id;     /* cursor: only ids < this; 0 = from the newest */
+    int limit;             /* 1..1000 */
+} rta_audit_filter;
+
+/* One persisted value: kind 0 = TVL of (key1 = protocol, key2 = chain), kind 1 = price of
+ * (key1 = token, key2 = ""). */
+typedef struct rta_point {
+    int kind;
+    const char *key1;
+    const char *key2;
+    double value;
+    int64_t ts_ms;
+} rta_point;
+
+typedef struct rta_protocol_meta {
+    const char *slug, *name, *category;
+} rta_protocol_meta;
+
+typedef struct rta_token_meta {
+    const char *id, *symbol;
+    double confidence;
+} rta_token_meta;
+
+typedef int (*rta_point_cb)(void *ud, const rta_point *p);            /* non-zero stops */
+typedef int (*rta_protocol_meta_cb)(void *ud, const rta_protocol_meta *m);
+typedef int (*rta_token_meta_cb)(void *ud, const rta_token_meta *m);
+
+typedef struct rta_store_ops {
+    const char *name; /* "sqlite", "postgres" */
+    /* target: a file path (sqlite) or a connection string (postgres). *err: malloc'd text. */
+    int (*open)(const char *target, void **db, char **err);
+    void (*close)(void *db);
+    int (*migrate)(void *db, char **err);   /* idempotent, versioned */
+    int (*ping)(void *db);
+    int (*begin)(void *db);
+    int (*commit)(void *db);
+    int (*rollback)(void *db);
+
+    int (*user_ensure)(void *db, const char *user_id, int64_t now_ms);
+    int (*key_insert)(void *db, const rta_key_record *k);
+    int (*key_list)(void *db, rta_key_record **out, size_t *n);   /* all keys, oldest first */
+    int (*key_revoke)(void *db, const char *id, int64_t when_ms); /* 0, 1 = no such active key */
+    int (*key_count)(void *db, int64_t *n);                       /* active keys */
+
+    int (*audit_append)(void *db, const rta_audit_entry *e);
+    int (*audit_query)(void *db, const rta_audit_filter *f, rta_audit_entry **out, size_t *n);
+
+    int (*points_append)(void *db, const rta_point *p, size_t n);
+    int (*points_load)(void *db, int64_t since_ms, rta_point_cb cb, void *ud); /* ts order */
+    int (*points_prune)(void *db, int64_t before_ms);
+    int (*protocols_upsert)(void *db, const rta_protocol_meta *m, size_t n);
+    int (*protocols_load)(void *db, rta_protocol_meta_cb cb, void *ud);
+    int (*tokens_upsert)(void *db, const rta_token_meta *m, size_t n);
+    int (*tokens_load)(void *db, rta_token_meta_cb cb, void *ud);
+
+    /* Small key/value table for process state (last event offset, schema notes). */
+    int (*kv_get)(void *db, const char *key, char **value); /* 1 = absent */
+    int (*kv_set)(void *db, const char *key, const char *value);
+} rta_store_ops;
+
+extern const rta_store_ops rta_store_sqlite_ops;
+
+typedef struct rta_store rta_store;
+
+typedef struct rta_store_job {
+    /* Runs on the store thread: use s->ops with s->db. Sets job->status as it likes. */
+    void (*work)(rta_store *s, struct rta_store_job *job);
+    /* Runs on the loop thread after work; owns the job (free it here). May be NULL. */
+    void (*done)(struct rta_store_job *job);
+    int status;
+    uint64_t queued_ns;    /* set by submit; used for the store latency metric */
+    uint64_t work_ns;      /* time spent in work */
+    const char *op;        /* label for metrics, e.g. "key_insert" */
+    struct rta_store_job *next;
+} rta_store_job;
+
+struct rta_store {
+    const rta_store_ops *ops;
+    void *db;
+    /* private below */
+    void *priv;
+};
+
+/* Opens the backend named by kind ("sqlite") on target, runs migrations. NULL + *err. */
+rta_store *rta_store_open(const char *kind, const char *target, char **err);
+/* Starts the worker thread; done callbacks run on loop. max_queue bounds pending jobs. */
+int rta_store_start(rta_store *s, uv_loop_t *loop, size_t max_queue);
+/* Queues a job. Returns 0, or -1 when the queue is full (the caller answers 503). */
+int rta_store_submit(rta_store *s, rta_store_job *job);
+/* Jobs queued and not yet done. */
+size_t rta_store_pending(const rta_store *s);
+/* Runs every queued job, stops the thread (done callbacks of the last jobs run from here, on
+ * the calling loop thread), closes the backend and frees s. */
+void rta_store_close(rta_store *s);
+
+/* Per-op latency observer, called on the loop thread for each finished job. */
+typedef void (*rta_store_observer)(void *ud, const char *op, int status, uint64_t queued_ns,
+                                   uint64_t work_ns);
+void rta_store_set_observer(rta_store *s, rta_store_observer fn, void *ud);
+
+/* Fire-and-forget audit append through the executor (entry fields are copied). Returns -1
+ * when the queue is full (logged). Safe only on the loop thread after rta_store_start; before
+ * it, writes synchronously. */
+int rta_store_audit(rta_store *s, const char *actor, const char *action, const char *target,
+                    const char *request_id, const char *source_ip, json_t *details /* stolen */);
+
+#endif
