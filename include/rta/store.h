@@ -147,7 +147,8 @@ int rta_store_submit(rta_store *s, rta_store_job *job);
 size_t rta_store_pending(const rta_store *s);
 /* Runs every queued job, stops the thread (done callbacks of the last jobs run from here, on
  * the calling loop thread), closes the backend and frees s. The async handle is uv_close()d
- * and freed in its close callback: run the loop once more (uv_run) before uv_loop_close. */
+ * and freed in its close callback: run the loop once more (uv_run) before uv_loop_close.
+ * Not from a store done callback or the observer. */
 void rta_store_close(rta_store *s);
 
 /* Per-op latency observer, called on the loop thread for each finished job, before its done

@@ -179,8 +179,8 @@ typedef struct sqlite_conn {
 
 static void log_sqlite(sqlite_conn *c, const char *op, int rc)
 {
-    rta_log(RTA_LOG_ERROR, "store: sqlite error", "{s:s,s:i,s:s}", "op", op, "code", rc,
-            "error", c->db != NULL ? sqlite3_errmsg(c->db) : sqlite3_errstr(rc));
+    rta_log(RTA_LOG_ERROR, "store: sqlite error", "{s:s,s:i,s:s}", "op", op, "code", rc, "error",
+            c->db != NULL ? sqlite3_errmsg(c->db) : sqlite3_errstr(rc));
 }
 
 static sqlite3_stmt *prepare_cached(sqlite_conn *c, sqlite3_stmt **slot, const char *sql,
@@ -271,8 +271,7 @@ static int check_parent_dir(const char *path, char **err)
         *slash = '\0';
     struct stat sb;
     if (stat(dir, &sb) != 0 || !S_ISDIR(sb.st_mode)) {
-        if (asprintf(err, "sqlite: directory '%s' for database '%s' does not exist", dir,
-                     path) < 0)
+        if (asprintf(err, "sqlite: directory '%s' for database '%s' does not exist", dir, path) < 0)
             *err = NULL;
         ret = -1;
     }
@@ -283,9 +282,8 @@ out:
 
 static int set_err_db(char **err, const char *what, sqlite3 *db, int rc)
 {
-    if (err != NULL &&
-        asprintf(err, "sqlite: %s: %s", what, db != NULL ? sqlite3_errmsg(db) : sqlite3_errstr(rc)) <
-            0)
+    if (err != NULL && asprintf(err, "sqlite: %s: %s", what,
+                                db != NULL ? sqlite3_errmsg(db) : sqlite3_errstr(rc)) < 0)
         *err = NULL;
     return -1;
 }
@@ -305,8 +303,7 @@ static int sqlite_open(const char *target, void **out, char **err)
 
     sqlite_conn *c = rta_xcalloc(1, sizeof *c);
     int ret = -1;
-    int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX |
-                SQLITE_OPEN_URI;
+    int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX | SQLITE_OPEN_URI;
     int rc = sqlite3_open_v2(target, &c->db, flags, NULL);
     if (rc != SQLITE_OK) {
         set_err_db(err, "cannot open database", c->db, rc);
@@ -331,8 +328,8 @@ static int sqlite_open(const char *target, void **out, char **err)
                 "journal_mode", mode);
     sqlite3_finalize(st);
 
-    rc = sqlite3_exec(c->db, "PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON;", NULL, NULL,
-                      NULL);
+    rc =
+        sqlite3_exec(c->db, "PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON;", NULL, NULL, NULL);
     if (rc != SQLITE_OK) {
         set_err_db(err, "cannot set pragmas", c->db, rc);
         goto out;
@@ -646,10 +643,10 @@ static sqlite3_stmt *audit_stmt(sqlite_conn *c, unsigned mask)
         unsigned bit;
         const char *cond;
     } conds[] = {
-        {AF_ACTOR, " AND actor = ?1"},           {AF_ACTION, " AND action = ?2"},
-        {AF_PREFIX, " AND action >= ?2"},        {AF_PREFIX_UPPER, " AND action < ?3"},
-        {AF_TARGET, " AND target = ?4"},         {AF_SINCE, " AND time_ms >= ?5"},
-        {AF_UNTIL, " AND time_ms < ?6"},         {AF_BEFORE, " AND id < ?7"},
+        {AF_ACTOR, " AND actor = ?1"},    {AF_ACTION, " AND action = ?2"},
+        {AF_PREFIX, " AND action >= ?2"}, {AF_PREFIX_UPPER, " AND action < ?3"},
+        {AF_TARGET, " AND target = ?4"},  {AF_SINCE, " AND time_ms >= ?5"},
+        {AF_UNTIL, " AND time_ms < ?6"},  {AF_BEFORE, " AND id < ?7"},
     };
     for (size_t i = 0; i < RTA_ARRAY_LEN(conds); i++)
         if (mask & conds[i].bit)
@@ -658,8 +655,7 @@ static sqlite3_stmt *audit_stmt(sqlite_conn *c, unsigned mask)
     return prepare_cached(c, &c->audit_stmt[mask], sql, "audit_query");
 }
 
-static int sqlite_audit_query(void *db, const rta_audit_filter *f, rta_audit_entry **out,
-                              size_t *n)
+static int sqlite_audit_query(void *db, const rta_audit_filter *f, rta_audit_entry **out, size_t *n)
 {
     sqlite_conn *c = db;
     *out = NULL;

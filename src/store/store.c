@@ -319,8 +319,8 @@ int rta_store_audit(rta_store *s, const char *actor, const char *action, const c
         return ret;
     }
     if (rta_store_submit(s, &aj->job) != 0) {
-        rta_log(RTA_LOG_WARN, "store: queue full or closing, audit entry dropped", "{s:s,s:s}", "actor",
-                aj->entry.actor, "action", aj->entry.action);
+        rta_log(RTA_LOG_WARN, "store: queue full or closing, audit entry dropped", "{s:s,s:s}",
+                "actor", aj->entry.actor, "action", aj->entry.action);
         rta_audit_entry_free_fields(&aj->entry);
         free(aj);
         return -1;

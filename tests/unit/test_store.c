@@ -106,7 +106,7 @@ static void test_migrations_idempotent(void **state)
     assert_string_equal(v, "kept");
     free(v);
     assert_int_equal(count_rows(f->path, "SELECT count(*) FROM pragma_journal_mode "
-                                          "WHERE journal_mode = 'wal'"),
+                                         "WHERE journal_mode = 'wal'"),
                      1);
 }
 
@@ -182,7 +182,7 @@ static void test_keys(void **state)
     free(list);
 
     assert_int_equal(ops->key_revoke(db, "k_a", 5000), 0);
-    assert_int_equal(ops->key_revoke(db, "k_a", 6000), 1); /* already revoked */
+    assert_int_equal(ops->key_revoke(db, "k_a", 6000), 1);   /* already revoked */
     assert_int_equal(ops->key_revoke(db, "k_zzz", 6000), 1); /* unknown */
     assert_int_equal(ops->key_count(db, &n), 0);
     assert_int_equal(n, 1);
@@ -229,12 +229,12 @@ static void test_audit(void **state)
     fixture *f = *state;
     const rta_store_ops *ops = f->s->ops;
     void *db = f->s->db;
-    append_audit(db, ops, 100, "cli", "key.create", "k_a");     /* id 1 */
-    append_audit(db, ops, 200, "k_a", "ingest.batch", NULL);    /* id 2 */
-    append_audit(db, ops, 300, "cli", "key.revoke", "k_a");     /* id 3 */
+    append_audit(db, ops, 100, "cli", "key.create", "k_a");      /* id 1 */
+    append_audit(db, ops, 200, "k_a", "ingest.batch", NULL);     /* id 2 */
+    append_audit(db, ops, 300, "cli", "key.revoke", "k_a");      /* id 3 */
     append_audit(db, ops, 400, "system", "config.reload", NULL); /* id 4 */
-    append_audit(db, ops, 500, "cli", "key.create", "k_b");     /* id 5 */
-    append_audit(db, ops, 600, "k_b", "keyring.x", NULL);       /* id 6: not "key.*" */
+    append_audit(db, ops, 500, "cli", "key.create", "k_b");      /* id 5 */
+    append_audit(db, ops, 600, "k_b", "keyring.x", NULL);        /* id 6: not "key.*" */
 
     rta_audit_entry *r = NULL;
     rta_audit_filter all = {.limit = 100};
@@ -295,8 +295,7 @@ static void test_audit(void **state)
     assert_int_equal(r[2].time_ms, 200);
     free_entries(r, n);
 
-    rta_audit_filter combined = {.actor = "cli", .action = "key.*", .since_ms = 200,
-                                 .limit = 100};
+    rta_audit_filter combined = {.actor = "cli", .action = "key.*", .since_ms = 200, .limit = 100};
     n = query(f->s, &combined, &r);
     assert_int_equal(n, 2);
     assert_int_equal(r[0].id, 5);
@@ -424,8 +423,7 @@ static int collect_protocol(void *ud, const rta_protocol_meta *m)
 static int collect_token(void *ud, const rta_token_meta *m)
 {
     meta_seen *s = ud;
-    snprintf(s->rows[s->n++], 96, "%s|%s|%.2f", m->id, m->symbol ? m->symbol : "-",
-             m->confidence);
+    snprintf(s->rows[s->n++], 96, "%s|%s|%.2f", m->id, m->symbol ? m->symbol : "-", m->confidence);
     return s->n >= 8;
 }
 
@@ -478,11 +476,11 @@ static void test_kv(void **state)
 
 typedef struct exec_ctx {
     pthread_t loop_thread;
-    uv_sem_t gate;      /* the first job waits here until the test opens it */
-    int gate_job;       /* seq of the job that waits on gate, or -1 */
+    uv_sem_t gate; /* the first job waits here until the test opens it */
+    int gate_job;  /* seq of the job that waits on gate, or -1 */
     int done_order[32];
     size_t done_n;
-    int bad_thread;     /* set when something ran on the wrong thread */
+    int bad_thread; /* set when something ran on the wrong thread */
     size_t observed;
     const char *last_op;
 } exec_ctx;
@@ -641,8 +639,8 @@ static void test_executor_close_drains(void **state)
     assert_int_equal(rta_store_start(f->s, &loop, 16), 0);
     for (int i = 0; i < 6; i++)
         assert_int_equal(rta_store_submit(f->s, &new_job(&ctx, i)->job), 0);
-    assert_int_equal(rta_store_audit(f->s, "cli", "config.reload", "rtad.ini", "req-9",
-                                     "10.0.0.1", json_pack("{s:i}", "changed", 2)),
+    assert_int_equal(rta_store_audit(f->s, "cli", "config.reload", "rtad.ini", "req-9", "10.0.0.1",
+                                     json_pack("{s:i}", "changed", 2)),
                      0);
     assert_int_equal(rta_store_pending(f->s), 7);
     uv_sem_post(&ctx.gate);
