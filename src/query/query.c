@@ -20,6 +20,7 @@
 #include <string.h>
 #include <uthash.h>
 
+#include "rta/ingest.h"
 #include "rta/util.h"
 
 #define MAX_ERRORS 100
@@ -107,18 +108,6 @@ static void path_index(char *out, size_t outlen, const char *base, size_t i)
     snprintf(out, outlen, "%s[%zu]", base, i);
 }
 
-static int valid_slug(const char *s)
-{
-    size_t n = 0;
-    for (const char *p = s; *p; p++, n++) {
-        char c = *p;
-        int alnum = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9');
-        if (n == 0 ? !alnum : !(alnum || c == '.' || c == '_' || c == '-'))
-            return 0;
-    }
-    return n >= 1 && n <= 128;
-}
-
 static int lookup_enum(const char *s, const char *const *names, int n)
 {
     for (int i = 0; i < n; i++)
@@ -189,7 +178,7 @@ static void parse_list(vctx *v, const json_t *val, const char *path, int kind, s
             continue;
         }
         const char *s = json_string_value(e);
-        if (kind == 0 && !valid_slug(s)) {
+        if (kind == 0 && !rta_valid_slug(s)) {
             verr(v, p, "slug", "must match [a-z0-9][a-z0-9._-]{0,127}");
             bad = 1;
             continue;
@@ -207,7 +196,8 @@ static void parse_list(vctx *v, const json_t *val, const char *path, int kind, s
         strlist_free(out);
         return;
     }
-    qsort(out->items, out->n, sizeof(char *), cmp_str);
+    if (out->n > 1)
+        qsort(out->items, out->n, sizeof(char *), cmp_str);
     size_t w = 0;
     for (size_t i = 0; i < out->n; i++) {
         if (w > 0 && strcmp(out->items[w - 1], out->items[i]) == 0)
