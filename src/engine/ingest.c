@@ -149,7 +149,7 @@ static void check_unknown(ctx *c, const char *base, const json_t *obj, const cha
         while (i < nknown && strcmp(key, known[i]) != 0)
             i++;
         if (i == nknown) {
-            char path[256];
+            char path[320];
             snprintf(path, sizeof path, "%s.%.200s", base, key);
             add_error(c, path, "unknown_field", "unknown field");
         }
