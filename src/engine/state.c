@@ -21,7 +21,7 @@
 #include <uthash.h>
 
 #define LARGE_MOVE 0.1
-#define RESUM_EVERY 1024 /* protocol updates between exact resums of its total */
+#define RESUM_EVERY 1024   /* protocol updates between exact resums of its total */
 #define PAIR_KEY_STACK 288 /* slugs and chains are <= 128 bytes after ingest validation */
 
 typedef struct {
@@ -141,8 +141,8 @@ rta_token *rta_state_find_token(const rta_state *st, const char *token)
 }
 
 /* Builds "slug\0chain" into buf when it fits, else into a new allocation (*heap set). */
-static char *pair_key(const char *slug, const char *chain, char *buf, size_t buflen,
-                      size_t *keylen, char **heap)
+static char *pair_key(const char *slug, const char *chain, char *buf, size_t buflen, size_t *keylen,
+                      char **heap)
 {
     size_t ls = strlen(slug), lc = strlen(chain);
     *keylen = ls + 1 + lc;
@@ -299,8 +299,8 @@ static int set_str(char **field, const char *value)
 static rta_event *protocol_update_event(const rta_protocol *p, const char *chain,
                                         const char *source, int64_t ts_ms)
 {
-    rta_event *e = rta_event_new(RTA_EVENT_PROTOCOL_UPDATE, p->slug, chain ? chain : "", NULL,
-                                 source);
+    rta_event *e =
+        rta_event_new(RTA_EVENT_PROTOCOL_UPDATE, p->slug, chain ? chain : "", NULL, source);
     e->update = json_object();
     e->data_ts_ms = ts_ms;
     e->confidence = 1.0;
@@ -397,9 +397,8 @@ static const char *token_prefix(const char *id, char *buf, size_t buflen)
     return buf;
 }
 
-rta_apply_result rta_state_apply_price(rta_state *st, const rta_price_update *u,
-                                       const char *source, rta_event **out, size_t max_out,
-                                       size_t *nout)
+rta_apply_result rta_state_apply_price(rta_state *st, const rta_price_update *u, const char *source,
+                                       rta_event **out, size_t max_out, size_t *nout)
 {
     *nout = 0;
     rta_token *t = rta_state_find_token(st, u->token);

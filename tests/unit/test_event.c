@@ -30,7 +30,7 @@ static void test_tvl_change_json(void **state)
     e->offset = 42;
     json_array_append_new(e->tags, json_string("tvl"));
     rta_rbuf *b = rta_event_json(e);
-    assert_ptr_equal(rta_event_json(e), b); /* cached */
+    assert_ptr_equal(rta_event_json(e), b);                     /* cached */
     assert_non_null(strstr(b->data, "\"changePercent\":0.1,")); /* no 17-digit noise */
     json_t *o = parse_rbuf(b);
     assert_string_equal(json_string_value(json_object_get(o, "eventId")), e->id);

@@ -86,14 +86,12 @@ static void test_bad_inputs(void **state)
         {"{\"prices\":[{\"token\":\"Coingecko:bitcoin\",\"price\":1}]}", "$.prices[0].token",
          "token"},
         {"{\"prices\":[{\"token\":\"coingecko:\",\"price\":1}]}", "$.prices[0].token", "token"},
-        {"{\"prices\":[{\"token\":\"coingecko:a b\",\"price\":1}]}", "$.prices[0].token",
-         "token"},
+        {"{\"prices\":[{\"token\":\"coingecko:a b\",\"price\":1}]}", "$.prices[0].token", "token"},
         {"{\"prices\":[{\"token\":\"coingecko:btc\",\"price\":0}]}", "$.prices[0].price",
          "positive"},
         {"{\"prices\":[{\"token\":\"coingecko:btc\",\"price\":-3}]}", "$.prices[0].price",
          "positive"},
-        {"{\"prices\":[{\"token\":\"coingecko:btc\",\"price\":1e13}]}", "$.prices[0].price",
-         "max"},
+        {"{\"prices\":[{\"token\":\"coingecko:btc\",\"price\":1e13}]}", "$.prices[0].price", "max"},
         {"{\"prices\":[{\"token\":\"coingecko:btc\"}]}", "$.prices[0].price", "required"},
         {"{\"prices\":[{\"token\":\"coingecko:btc\",\"price\":1,\"confidence\":1.5}]}",
          "$.prices[0].confidence", "range"},
@@ -284,12 +282,9 @@ static void test_validators(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_bad_inputs),
-        cmocka_unit_test(test_all_errors_reported),
-        cmocka_unit_test(test_batch_too_large),
-        cmocka_unit_test(test_good_batch),
-        cmocka_unit_test(test_timestamp_edges),
-        cmocka_unit_test(test_validators),
+        cmocka_unit_test(test_bad_inputs),      cmocka_unit_test(test_all_errors_reported),
+        cmocka_unit_test(test_batch_too_large), cmocka_unit_test(test_good_batch),
+        cmocka_unit_test(test_timestamp_edges), cmocka_unit_test(test_validators),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

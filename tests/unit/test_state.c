@@ -31,8 +31,7 @@ static rta_apply_result tvl(rta_state *st, outbox *o, const char *proto, const c
     return rta_state_apply_tvl(st, &u, "ingest", o->ev, 2, &o->n);
 }
 
-static rta_apply_result price(rta_state *st, outbox *o, const char *token, double v,
-                              int64_t ts_ms)
+static rta_apply_result price(rta_state *st, outbox *o, const char *token, double v, int64_t ts_ms)
 {
     outbox_clear(o);
     rta_price_update u = {.token = token, .price = v, .ts_ms = ts_ms};
@@ -167,8 +166,12 @@ static void test_new_chain_and_metadata(void **state)
     (void)state;
     rta_state *st = rta_state_new(NULL);
     outbox o = {0};
-    rta_tvl_update u = {.protocol = "aave", .chain = "ethereum", .tvl = 100, .ts_ms = T0_MS,
-                        .name = "Aave", .category = "Lending"};
+    rta_tvl_update u = {.protocol = "aave",
+                        .chain = "ethereum",
+                        .tvl = 100,
+                        .ts_ms = T0_MS,
+                        .name = "Aave",
+                        .category = "Lending"};
     rta_state_apply_tvl(st, &u, "ingest", o.ev, 2, &o.n);
     assert_int_equal(o.n, 1);
     assert_string_equal(json_string_value(json_object_get(o.ev[0]->update, "name")), "Aave");
@@ -193,8 +196,8 @@ static void test_new_chain_and_metadata(void **state)
 
     /* Category change alone (value unchanged): protocol_update with chain "". */
     outbox_clear(&o);
-    u = (rta_tvl_update){.protocol = "aave", .chain = "base", .tvl = 50, .ts_ms = T0_MS + 2000,
-                         .category = "CDP"};
+    u = (rta_tvl_update){
+        .protocol = "aave", .chain = "base", .tvl = 50, .ts_ms = T0_MS + 2000, .category = "CDP"};
     uint64_t v = st->version;
     assert_int_equal(rta_state_apply_tvl(st, &u, "ingest", o.ev, 2, &o.n), RTA_APPLY_CHANGED);
     assert_int_equal(o.n, 1);
@@ -244,9 +247,9 @@ static void test_totals(void **state)
     assert_null(rta_state_find_chain(st, "solana"));
     /* Arrays and indexes agree. */
     for (size_t i = 0; i < st->npairs; i++)
-        assert_ptr_equal(rta_state_find_pair(st, st->pairs[i]->protocol->slug,
-                                             st->pairs[i]->chain->name),
-                         st->pairs[i]);
+        assert_ptr_equal(
+            rta_state_find_pair(st, st->pairs[i]->protocol->slug, st->pairs[i]->chain->name),
+            st->pairs[i]);
     for (size_t i = 0; i < st->nprotocols; i++)
         assert_int_equal(st->protocols[i]->index, i);
     /* Many protocols on one chain: the incremental sum stays right. */
@@ -260,6 +263,12 @@ static void test_totals(void **state)
         want += i * 0.5;
     }
     assert_true(fabs(eth->total_tvl - want) < 1e-6);
+    /* Thousands of updates on one protocol (its total is resummed exactly now and then). */
+    rta_protocol *aave = rta_state_find_protocol(st, "aave");
+    for (int i = 0; i < 3000; i++)
+        tvl(st, &o, "aave", i % 2 ? "base" : "ethereum", 0.1 * i, T0_MS + 2000 + i);
+    assert_true(fabs(aave->total_tvl - (0.1 * 2999 + 0.1 * 2998)) < 1e-9);
+    assert_int_equal(aave->npairs, 2);
     assert_true(rta_state_bytes(st) > 500 * rta_history_bytes());
     outbox_clear(&o);
     rta_state_free(st);
@@ -270,8 +279,12 @@ static void test_price_events(void **state)
     (void)state;
     rta_state *st = rta_state_new(NULL);
     outbox o = {0};
-    rta_price_update u = {.token = "ethereum:0xabc", .price = 2, .ts_ms = T0_MS,
-                          .confidence = 0.7, .has_confidence = 1, .symbol = "ABC"};
+    rta_price_update u = {.token = "ethereum:0xabc",
+                          .price = 2,
+                          .ts_ms = T0_MS,
+                          .confidence = 0.7,
+                          .has_confidence = 1,
+                          .symbol = "ABC"};
     assert_int_equal(rta_state_apply_price(st, &u, "ingest", o.ev, 2, &o.n), RTA_APPLY_CHANGED);
     assert_int_equal(o.n, 0);
     rta_token *t = rta_state_find_token(st, "ethereum:0xabc");
@@ -301,11 +314,14 @@ static void test_restore_makes_no_events(void **state)
     rta_state *st = rta_state_new(NULL);
     outbox o = {0};
     for (int i = 0; i < 10; i++) {
-        rta_tvl_update u = {.protocol = "aave", .chain = "ethereum", .tvl = 100 + i,
-                            .ts_ms = T0_MS + i * 3600000LL, .name = "Aave"};
+        rta_tvl_update u = {.protocol = "aave",
+                            .chain = "ethereum",
+                            .tvl = 100 + i,
+                            .ts_ms = T0_MS + i * 3600000LL,
+                            .name = "Aave"};
         rta_state_restore_tvl(st, &u);
-        rta_price_update pu = {.token = "coingecko:bitcoin", .price = 50 + i,
-                               .ts_ms = T0_MS + i * 3600000LL};
+        rta_price_update pu = {
+            .token = "coingecko:bitcoin", .price = 50 + i, .ts_ms = T0_MS + i * 3600000LL};
         rta_state_restore_price(st, &pu);
     }
     rta_pair *pr = rta_state_find_pair(st, "aave", "ethereum");
