@@ -846,7 +846,7 @@ static void auth_failed(rta_rt *rt, const char *code)
     rta_counter_inc(rta_metrics_counter(rt->m_auth, labels));
 }
 
-/* Shared key checks for both transports. Returns NULL and sets *code/*message on failure. */
+/* Shared key checks for both transports. Returns NULL and sets *code and *message on failure. */
 static rta_key *check_key(rta_rt *rt, const char *key_text, const char **code,
                           const char **message, int *limit)
 {
