@@ -7,8 +7,10 @@
  *   medium: 15-minute buckets x 100  (last 25 h)
  *   coarse: 1-hour buckets    x 170  (last 7 d + 2 h)
  * Values are stored as float (7 significant digits: ample for change fractions); an empty
- * bucket holds NaN. Memory per series: (90+100+170)*4 bytes + header = ~1.5 KiB, allocated on
- * the first record (a series that never changes costs only the header).
+ * bucket holds NaN. Each bucket also keeps the second offset (uint16) of its point within the
+ * bucket, so out-of-order points and value_at are exact to the second. Memory per series:
+ * (90+100+170)*(4+2) bytes + ring headers = ~2.2 KiB (rta_history_bytes()), allocated on the
+ * first record (a series that never records costs only the 8-byte header).
  */
 #ifndef RTA_HISTORY_H
 #define RTA_HISTORY_H

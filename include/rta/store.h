@@ -9,8 +9,9 @@
  * s->ops on s->db directly from its own thread.
  *
  * All functions return 0 on success and -1 on error (the backend logs the cause) unless
- * stated otherwise. Strings in records returned by *_list/_query/_load are owned by the
- * record; free with the matching *_free helper.
+ * stated otherwise. Strings in records returned by *_list/_query are owned by the record;
+ * free with the matching *_free helper. Records passed to *_load callbacks (and their
+ * strings) are valid only during the callback; copy what you keep.
  */
 #ifndef RTA_STORE_H
 #define RTA_STORE_H
@@ -120,7 +121,8 @@ typedef struct rta_store_job {
     /* Runs on the loop thread after work; owns the job (free it here). May be NULL. */
     void (*done)(struct rta_store_job *job);
     int status;
-    uint64_t queued_ns;    /* set by submit; used for the store latency metric */
+    uint64_t queued_ns;    /* set by submit (monotonic ns); when work starts the store thread
+                              turns it into the time the job waited in the queue */
     uint64_t work_ns;      /* time spent in work */
     const char *op;        /* label for metrics, e.g. "key_insert" */
     struct rta_store_job *next;
@@ -135,17 +137,22 @@ struct rta_store {
 
 /* Opens the backend named by kind ("sqlite") on target, runs migrations. NULL + *err. */
 rta_store *rta_store_open(const char *kind, const char *target, char **err);
-/* Starts the worker thread; done callbacks run on loop. max_queue bounds pending jobs. */
+/* Starts the worker thread; done callbacks run on loop. max_queue bounds pending jobs (from
+ * submit until their done callback has run). Call once, on the loop thread. */
 int rta_store_start(rta_store *s, uv_loop_t *loop, size_t max_queue);
-/* Queues a job. Returns 0, or -1 when the queue is full (the caller answers 503). */
+/* Queues a job. Returns 0, or -1 when the queue is full (the caller answers 503), the store
+ * was not started, or it is closing. Loop thread only. */
 int rta_store_submit(rta_store *s, rta_store_job *job);
 /* Jobs queued and not yet done. */
 size_t rta_store_pending(const rta_store *s);
 /* Runs every queued job, stops the thread (done callbacks of the last jobs run from here, on
- * the calling loop thread), closes the backend and frees s. */
+ * the calling loop thread), closes the backend and frees s. The async handle is uv_close()d
+ * and freed in its close callback: run the loop once more (uv_run) before uv_loop_close.
+ * Not from a store done callback or the observer. */
 void rta_store_close(rta_store *s);
 
-/* Per-op latency observer, called on the loop thread for each finished job. */
+/* Per-op latency observer, called on the loop thread for each finished job, before its done
+ * callback: queued_ns = time waiting in the queue, work_ns = time in work. */
 typedef void (*rta_store_observer)(void *ud, const char *op, int status, uint64_t queued_ns,
                                    uint64_t work_ns);
 void rta_store_set_observer(rta_store *s, rta_store_observer fn, void *ud);

@@ -1,0 +1,118 @@
+/* /healthz, /readyz and /metrics. */
+#include "app_internal.h"
+#include "rta/util.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+void api_healthz(rta_app *app, rta_http_req *req)
+{
+    rta_http_send_json(req, 200,
+                       json_pack("{s:s,s:I}", "status", app->shutting_down ? "stopping" : "ok",
+                                 "uptimeSeconds",
+                                 (json_int_t)((rta_now_ms() - app->started_ms) / 1000)));
+}
+
+typedef struct ping_job {
+    rta_store_job job;
+    rta_http_req *req;
+    uint64_t start_ns;
+} ping_job;
+
+static void ping_work(rta_store *s, rta_store_job *job)
+{
+    job->status = s->ops->ping(s->db);
+}
+
+static void ping_done(rta_store_job *job)
+{
+    ping_job *pj = (ping_job *)job;
+    double ms = (double)(rta_mono_ns() - pj->start_ns) / 1e6;
+    if (job->status == 0)
+        rta_http_send_json(pj->req, 200,
+                           json_pack("{s:s,s:{s:s,s:f}}", "status", "ready", "store", "status",
+                                     "ok", "latencyMs", ms));
+    else
+        rta_http_send_error(pj->req, 503, "store_unavailable", "the store does not answer",
+                            json_pack("{s:s}", "store", "error"));
+    free(pj);
+}
+
+void api_readyz(rta_app *app, rta_http_req *req)
+{
+    if (app->shutting_down) {
+        rta_http_send_error(req, 503, "shutting_down", "rtad is shutting down", NULL);
+        return;
+    }
+    ping_job *pj = rta_xcalloc(1, sizeof *pj);
+    pj->job.work = ping_work;
+    pj->job.done = ping_done;
+    pj->job.op = "ping";
+    pj->req = req;
+    pj->start_ns = rta_mono_ns();
+    if (rta_store_submit(app->store, &pj->job) != 0) {
+        free(pj);
+        rta_http_send_error(req, 503, "store_busy", "the store queue is full", NULL);
+    }
+}
+
+static double process_rss_bytes(void)
+{
+    FILE *f = fopen("/proc/self/statm", "r");
+    if (f == NULL)
+        return 0;
+    long pages_total = 0, pages_rss = 0;
+    int n = fscanf(f, "%ld %ld", &pages_total, &pages_rss);
+    fclose(f);
+    return n == 2 ? (double)pages_rss * (double)sysconf(_SC_PAGESIZE) : 0;
+}
+
+void api_metrics(rta_app *app, rta_http_req *req)
+{
+    /* point-in-time gauges are refreshed here rather than on every change */
+    static rta_metric_family *g_rss, *g_conns, *g_state, *g_log, *g_store_q, *g_keys, *g_net,
+        *g_version, *g_offset;
+    if (g_rss == NULL) {
+        g_rss = rta_metrics_gauge_family("rta_process_resident_memory_bytes", "Resident set size");
+        g_conns = rta_metrics_gauge_family("rta_connections_open", "Open TCP connections");
+        g_state = rta_metrics_gauge_family("rta_state_series", "Series held in memory, by kind");
+        g_log = rta_metrics_gauge_family("rta_event_log_events", "Events held in the event log");
+        g_store_q = rta_metrics_gauge_family("rta_store_queue_jobs", "Store jobs pending");
+        g_keys = rta_metrics_gauge_family("rta_api_keys", "API keys known (revoked included)");
+        g_net = rta_metrics_counter_family("rta_connections_total",
+                                           "Connections accepted or refused, by result");
+        g_version = rta_metrics_gauge_family("rta_state_version", "Data version of the state");
+        g_offset = rta_metrics_gauge_family("rta_event_offset", "Offset of the last event");
+    }
+    const rta_net_stats *ns = rta_net_get_stats(app->net);
+    rta_gauge_set(rta_metrics_gauge(g_rss, ""), process_rss_bytes());
+    rta_gauge_set(rta_metrics_gauge(g_conns, ""), (double)ns->open);
+    rta_gauge_set(rta_metrics_gauge(g_state, "kind=\"pair\""), (double)app->state->npairs);
+    rta_gauge_set(rta_metrics_gauge(g_state, "kind=\"protocol\""), (double)app->state->nprotocols);
+    rta_gauge_set(rta_metrics_gauge(g_state, "kind=\"chain\""), (double)app->state->nchains);
+    rta_gauge_set(rta_metrics_gauge(g_state, "kind=\"token\""), (double)app->state->ntokens);
+    rta_gauge_set(rta_metrics_gauge(g_log, ""), (double)rta_event_log_count(app->event_log));
+    rta_gauge_set(rta_metrics_gauge(g_store_q, ""), (double)rta_store_pending(app->store));
+    rta_gauge_set(rta_metrics_gauge(g_keys, ""), (double)rta_keyring_count(app->keys));
+    rta_gauge_set(rta_metrics_gauge(g_version, ""), (double)app->state->version);
+    rta_gauge_set(rta_metrics_gauge(g_offset, ""), (double)rta_bus_last_offset(app->bus));
+    rta_counter *acc = rta_metrics_counter(g_net, "result=\"accepted\"");
+    rta_counter_add(acc, (double)ns->accepted - rta_counter_value(acc));
+    rta_counter *lim = rta_metrics_counter(g_net, "result=\"refused_limit\"");
+    rta_counter_add(lim, (double)ns->refused_limit - rta_counter_value(lim));
+    rta_counter *fds = rta_metrics_counter(g_net, "result=\"refused_no_fds\"");
+    rta_counter_add(fds, (double)ns->refused_fds - rta_counter_value(fds));
+
+    rta_dbuf out;
+    rta_dbuf_init(&out, 64u << 20);
+    if (rta_metrics_render(&out) != 0) {
+        rta_dbuf_free(&out);
+        rta_http_send_error(req, 500, "metrics_too_large", "the metrics text exceeds 64 MiB",
+                            NULL);
+        return;
+    }
+    rta_http_send(req, 200, "text/plain; version=0.0.4; charset=utf-8", out.data, out.len);
+    rta_dbuf_free(&out);
+}

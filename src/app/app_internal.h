@@ -1,0 +1,111 @@
+/*
+ * Private to src/app: the rta_app struct and the handler signatures shared by the API files.
+ */
+#ifndef RTA_APP_INTERNAL_H
+#define RTA_APP_INTERNAL_H
+
+#include "rta/app.h"
+#include "rta/metrics.h"
+#include "rta/simulator.h"
+
+#include <jansson.h>
+
+typedef struct dirty_entry dirty_entry;
+
+struct rta_app {
+    uv_loop_t *loop;
+    rta_config *cfg;
+    rta_store *store;
+    rta_keyring *keys;
+    rta_state *state;
+    rta_event_log *event_log;
+    rta_bus *bus;
+    rta_query_cache *qcache;
+    rta_net *net;
+    rta_http_server *http;
+    SSL_CTX *ssl_ctx;
+    rta_sim *sim;
+    int64_t started_ms;
+
+    uv_timer_t sim_timer;
+    uv_timer_t persist_timer;
+    uv_timer_t keys_timer;
+    uv_timer_t housekeeping_timer;
+    uv_timer_t shutdown_timer;
+    uv_signal_t sigterm, sigint;
+    double sim_carry;            /* fractional updates owed by the simulator timer */
+    int shutting_down;
+    int64_t shutdown_deadline_ms;
+    int persist_inflight;        /* a flush job is queued: do not start another */
+    int keys_inflight;
+
+    /* write-behind of changed series (see persist.c) */
+    dirty_entry *dirty;          /* uthash set of series changed since the last flush */
+    size_t ndirty;
+
+    /* metrics */
+    rta_metric_family *m_requests, *m_request_seconds, *m_ingest_items, *m_events,
+        *m_query_cache, *m_rate_limited, *m_store_seconds, *m_auth_failures, *m_store_errors;
+    rta_histogram *m_query_exec;
+};
+
+/* routes.c */
+void rta_app_handle_request(void *ud, rta_http_req *req);
+void rta_app_observe_request(void *ud, const rta_http_req *req);
+void rta_app_metrics_init(rta_app *app);
+
+/* api_*.c handlers */
+typedef void (*rta_app_handler)(rta_app *app, rta_http_req *req);
+void api_healthz(rta_app *app, rta_http_req *req);
+void api_readyz(rta_app *app, rta_http_req *req);
+void api_metrics(rta_app *app, rta_http_req *req);
+void api_keys_create(rta_app *app, rta_http_req *req);
+void api_keys_list(rta_app *app, rta_http_req *req);
+void api_keys_revoke(rta_app *app, rta_http_req *req);
+void api_audit_list(rta_app *app, rta_http_req *req);
+void api_ingest(rta_app *app, rta_http_req *req);
+void api_events(rta_app *app, rta_http_req *req);
+void api_query_advanced(rta_app *app, rta_http_req *req);
+void api_protocols_list(rta_app *app, rta_http_req *req);
+void api_protocol_get(rta_app *app, rta_http_req *req);
+void api_chains_list(rta_app *app, rta_http_req *req);
+void api_price_get(rta_app *app, rta_http_req *req);
+
+/* helpers shared by handlers (routes.c) */
+/* Parses the JSON body; on failure answers 400 invalid_json and returns NULL. */
+json_t *rta_app_body_json(rta_http_req *req);
+void rta_app_validation_error(rta_http_req *req, json_t *errors /* stolen */);
+/* Key id of the caller or "anonymous". */
+const char *rta_app_actor(const rta_http_req *req);
+/* Number or null for NaN. */
+json_t *rta_json_number_or_null(double v);
+/* Audit entry through the store executor (fire and forget). */
+void rta_app_audit(rta_app *app, const rta_http_req *req, const char *action, const char *target,
+                   json_t *details);
+
+/* ingest path shared by REST ingest and the simulator (engine glue, api_market.c) */
+typedef struct rta_ingest_counts {
+    size_t accepted, changed, unchanged, stale, events;
+    uint64_t first_offset, last_offset;
+} rta_ingest_counts;
+void rta_app_apply_tvl(rta_app *app, const rta_tvl_update *u, const char *source,
+                       rta_ingest_counts *counts);
+void rta_app_apply_price(rta_app *app, const rta_price_update *u, const char *source,
+                         rta_ingest_counts *counts);
+
+/* persist.c */
+void rta_persist_mark_pair(rta_app *app, rta_pair *p);
+void rta_persist_mark_token(rta_app *app, rta_token *t);
+void rta_persist_mark_protocol(rta_app *app, rta_protocol *p);
+/* Queues a flush job; final = 1 at shutdown (flush even if one is in flight). */
+void rta_persist_flush(rta_app *app, int final);
+/* Loads state from the store (startup, synchronous). */
+int rta_persist_load(rta_app *app);
+void rta_persist_free(rta_app *app);
+
+/* keys_sync.c */
+int rta_app_keys_load_sync(rta_app *app);
+int rta_app_keys_bootstrap(rta_app *app);
+void rta_app_keys_refresh(rta_app *app);
+
+#endif
