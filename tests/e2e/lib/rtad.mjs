@@ -337,3 +337,7 @@ export function errorCode(json) {
     if (!json || typeof json !== 'object' || !json.error) return undefined;
     return json.error.code;
 }
+
+/** The id part of a key text ("k" + 16 hex) and its secret (43 chars; may contain "_"). */
+export const keyId = (text) => text.slice(4, 21);
+export const keySecret = (text) => text.slice(22);
