@@ -170,7 +170,7 @@ typedef struct {
     int failed;
 } ini_ctx;
 
-static int ini_handler(void *user, const char *section, const char *name, const char *value)
+static int config_ini_entry(void *user, const char *section, const char *name, const char *value)
 {
     ini_ctx *ctx = user;
     if (ctx->failed)
@@ -185,7 +185,7 @@ static int ini_handler(void *user, const char *section, const char *name, const 
 int rta_config_load_file(rta_config *cfg, const char *path, char *err, size_t errlen)
 {
     ini_ctx ctx = {cfg, err, errlen, 0};
-    int rc = ini_parse(path, ini_handler, &ctx);
+    int rc = ini_parse(path, config_ini_entry, &ctx);
     if (rc < 0) {
         snprintf(err, errlen, "cannot read config file %s", path);
         return -1;

@@ -1,0 +1,69 @@
+# rta: top-level entry points. The real build is CMake (CMakeLists.txt); this file only
+# strings the steps together so a newcomer needs two commands: `make run` and `make test`.
+
+BUILD      ?= build
+ASAN_BUILD ?= build-asan
+FUZZ_BUILD ?= build-fuzz
+JOBS       ?= 2
+RUN_ARGS   ?=
+FUZZ_SECONDS ?= 10
+
+.PHONY: all deps build asan run test unit unit-asan e2e e2e-asan fuzz fuzz-build format format-check clean
+
+all: build
+
+deps:
+	@./scripts/install-deps.sh
+
+build:
+	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+	@cmake --build $(BUILD) -j$(JOBS)
+
+asan:
+	@cmake -S . -B $(ASAN_BUILD) -DCMAKE_BUILD_TYPE=Debug -DRTA_SANITIZE=ON >/dev/null
+	@cmake --build $(ASAN_BUILD) -j$(JOBS)
+
+# Starts rtad on the embedded default (SQLite in ./var, in-process cache and bus) with the
+# market simulator feeding live, clearly labelled simulated data.
+run: deps build
+	./$(BUILD)/rtad --simulate $(RUN_ARGS)
+
+unit: build
+	ctest --test-dir $(BUILD) --output-on-failure
+
+unit-asan: asan
+	ctest --test-dir $(ASAN_BUILD) --output-on-failure
+
+e2e: build
+	RTAD_BIN=$(BUILD)/rtad node --test --test-concurrency=2 tests/e2e/
+
+e2e-asan: asan
+	RTAD_BIN=$(ASAN_BUILD)/rtad RTAD_SANITIZED=1 \
+	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	node --test --test-concurrency=2 tests/e2e/
+
+fuzz-build:
+	@CC=clang cmake -S . -B $(FUZZ_BUILD) -DCMAKE_BUILD_TYPE=Debug -DRTA_FUZZ=ON -DRTA_SANITIZE=ON >/dev/null
+	@cmake --build $(FUZZ_BUILD) -j$(JOBS)
+
+# A short run of every fuzz target (longer runs: docs/fuzzing.md).
+fuzz: fuzz-build
+	@set -e; for f in $(FUZZ_BUILD)/fuzz_*; do \
+	  [ -x "$$f" ] || continue; \
+	  name=$$(basename $$f); mkdir -p tests/fuzz/corpus-$$name; \
+	  echo "fuzz: $$name for $(FUZZ_SECONDS)s"; \
+	  $$f -max_total_time=$(FUZZ_SECONDS) -print_final_stats=0 tests/fuzz/corpus-$$name tests/fuzz/seeds/$$name 2>&1 | tail -1; \
+	done
+
+# Everything CI checks: unit + e2e on the normal build and on the ASan+UBSan build, fuzzers.
+test: deps
+	@$(MAKE) --no-print-directory unit unit-asan e2e e2e-asan fuzz
+
+format:
+	clang-format -i $$(git ls-files '*.c' '*.h')
+
+format-check:
+	clang-format --dry-run --Werror $$(git ls-files '*.c' '*.h')
+
+clean:
+	rm -rf $(BUILD) $(ASAN_BUILD) $(FUZZ_BUILD)
