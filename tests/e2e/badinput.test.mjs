@@ -2,7 +2,7 @@
 // healthy afterwards.
 import { describe, it, before, after, afterEach } from 'node:test';
 import assert from 'node:assert/strict';
-import { startRtad, rawExchange, parseResponses } from './lib/rtad.mjs';
+import { startRtad, rawExchange, parseResponses, SLOW } from './lib/rtad.mjs';
 import { assertError } from './lib/check.mjs';
 
 const MAX_HEADER = 2048;
@@ -77,7 +77,8 @@ describe('bad input', () => {
     });
 
     it('wrong JSON types -> 400 validation_failed', async () => {
-        for (const body of ['{"tvl":"abc"}', '{"tvl":[1,2]}', '{"prices":[{"token":5,"price":"1"}]}',
+        for (const body of ['{"tvl":"abc"}', '{"tvl":[1,2]}',
+            '{"prices":[{"token":5,"price":"1"}]}',
             '{"tvl":[{"protocol":["a"],"chain":{},"tvl":true}]}']) {
             const r = first(await ingestRaw(body));
             assertError(r, 400, 'validation_failed');
@@ -113,7 +114,8 @@ describe('bad input', () => {
         const json = JSON.stringify({ tvl: [{ protocol: 'chunky', chain: 'ethereum', tvl: 9 }] });
         const a = json.slice(0, 10);
         const b = json.slice(10);
-        const body = `${a.length.toString(16)}\r\n${a}\r\n${b.length.toString(16)}\r\n${b}\r\n0\r\n\r\n`;
+        const hex = (x) => x.length.toString(16);
+        const body = `${hex(a)}\r\n${a}\r\n${hex(b)}\r\n${b}\r\n0\r\n\r\n`;
         const r = first(await rawExchange(rtad.port, Buffer.concat([rawReq('POST', '/v1/ingest',
             { key: rtad.adminKey, headers: { 'Content-Type': 'application/json',
                 'Transfer-Encoding': 'chunked' } }), Buffer.from(body)])));
@@ -128,7 +130,8 @@ describe('bad input', () => {
         // many small headers adding up to more than the limit
         const many = {};
         for (let i = 0; i < 60; i++) many[`X-H${i}`] = 'b'.repeat(40);
-        const r2 = first(await rawExchange(rtad.port, rawReq('GET', '/healthz', { headers: many })));
+        const r2 = first(await rawExchange(rtad.port,
+            rawReq('GET', '/healthz', { headers: many })));
         assertError(r2, 431, 'headers_too_large');
     });
 
@@ -143,12 +146,12 @@ describe('bad input', () => {
         const bytes = [...req].map((b) => Buffer.from([b]));
         const started = Date.now();
         // sending all of it would take ~20 s; the server must cut it off after ~1 s
-        const res = await rawExchange(rtad.port, bytes, { delayMs: 200, timeoutMs: 8000 });
+        const res = await rawExchange(rtad.port, bytes, { delayMs: 200, timeoutMs: 8000 * SLOW });
         const took = Date.now() - started;
         const r = first(res);
         assertError(r, 408, 'request_timeout');
         assert.ok(res.closed, 'connection not closed after 408');
-        assert.ok(took < 7000, `header timeout not enforced across bytes (took ${took} ms)`);
+        assert.ok(took < 7000 * SLOW, `header timeout not enforced across bytes (took ${took} ms)`);
     });
 
     it('garbage request line -> 400 malformed_request', async () => {
@@ -167,7 +170,8 @@ describe('bad input', () => {
             'Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n');
         const r = first(await rawExchange(rtad.port, smuggle, { timeoutMs: 3000 }));
         assert.equal(r.status, 400, r.text);
-        const badLen = Buffer.from('POST /v1/ingest HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n');
+        const badLen = Buffer.from(
+            'POST /v1/ingest HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n');
         const r2 = first(await rawExchange(rtad.port, badLen, { timeoutMs: 3000 }));
         assert.equal(r2.status, 400, r2.text);
     });

@@ -62,7 +62,8 @@ describe('change events', () => {
         assert.equal(j.data.length, res.events);
         const types = j.data.map((e) => e.eventType);
         assert.ok(types.includes('protocol_update'), `types: ${types}`);
-        assert.ok(!types.includes('tvl_change'), `unexpected tvl_change: ${JSON.stringify(j.data)}`);
+        assert.ok(!types.includes('tvl_change'),
+            `unexpected tvl_change: ${JSON.stringify(j.data)}`);
         const pu = j.data.find((e) => e.eventType === 'protocol_update');
         assert.equal(pu.protocol, 'ev-proto');
         assert.equal(pu.offset, res.firstOffset);

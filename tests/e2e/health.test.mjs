@@ -45,7 +45,8 @@ describe('health, metrics, routing, logs', () => {
     });
 
     it('the request counter grows with requests', async () => {
-        const sum = (text) => text.split('\n').filter((l) => l.startsWith('rta_http_requests_total'))
+        const sum = (text) => text.split('\n')
+            .filter((l) => l.startsWith('rta_http_requests_total'))
             .reduce((s, l) => s + Number(l.split(' ').pop()), 0);
         const a = sum((await rtad.api('GET', '/metrics')).text);
         for (let i = 0; i < 5; i++) await rtad.api('GET', '/healthz');

@@ -17,7 +17,9 @@ function checkCounts(j, expect) {
             JSON.stringify(j));
         assert.equal(j.lastOffset - j.firstOffset + 1, j.events, JSON.stringify(j));
     }
-    for (const [k, v] of Object.entries(expect)) assert.equal(j[k], v, `${k}: ${JSON.stringify(j)}`);
+    for (const [k, v] of Object.entries(expect)) {
+        assert.equal(j[k], v, `${k}: ${JSON.stringify(j)}`);
+    }
 }
 
 describe('ingest', () => {
@@ -59,7 +61,8 @@ describe('ingest', () => {
 
     it('an older timestamp than the current value is stale and changes nothing', async () => {
         const r = await ingest(rtad, {
-            tvl: [{ protocol: 'ing-alpha', chain: 'ethereum', tvl: 999999, timestamp: nowS() - 86400 }],
+            tvl: [{ protocol: 'ing-alpha', chain: 'ethereum', tvl: 999999,
+                timestamp: nowS() - 86400 }],
         }, ingestKey);
         assert.equal(r.status, 200, r.text);
         checkCounts(r.json, { accepted: 1, changed: 0, unchanged: 0, stale: 1, events: 0 });

@@ -29,7 +29,8 @@ describe('persistence across a graceful restart', () => {
         });
         assert.equal(r.status, 200, r.text);
         r = await ingest(rtad, { tvl: [{ protocol: 'p-keep', chain: 'ethereum', tvl: 1200,
-            timestamp: t + 60 }], prices: [{ token: 'coingecko:keep', price: 4, timestamp: t + 60 }] });
+            timestamp: t + 60 }],
+        prices: [{ token: 'coingecko:keep', price: 4, timestamp: t + 60 }] });
         assert.equal(r.status, 200, r.text);
         assert.equal(r.json.events, 2);
         lastOffset = r.json.lastOffset;
@@ -118,7 +119,8 @@ describe('persistence after kill -9', () => {
     });
 
     it('ingested data is on disk within the persist interval', async () => {
-        const r = await ingest(rtad, { tvl: [{ protocol: 'p-crash', chain: 'ethereum', tvl: 77 }] });
+        const r = await ingest(rtad,
+            { tvl: [{ protocol: 'p-crash', chain: 'ethereum', tvl: 77 }] });
         assert.equal(r.status, 200, r.text);
         await sleep(1500);
         await rtad.kill9();

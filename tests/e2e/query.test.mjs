@@ -124,6 +124,13 @@ describe('advanced query', () => {
         assert.deepEqual(tvls, [...tvls].sort((a, b) => b - a));
     });
 
+    it('an offset past the end gives no rows but the full total', async () => {
+        const { j } = await query({ offset: 100 });
+        assert.deepEqual(j.data, []);
+        assert.equal(j.meta.total, 8);
+        assert.equal(j.meta.returned, 0);
+    });
+
     it('sorts by protocol name ascending', async () => {
         const { j } = await query({ sort: { field: 'protocol', order: 'asc' } });
         const ps = j.data.map((x) => x.protocol);

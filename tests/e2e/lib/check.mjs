@@ -26,7 +26,8 @@ export function assertValidation(r, path, rule) {
     for (const e of errors) {
         assert.equal(typeof e.path, 'string', `error entry without path: ${JSON.stringify(e)}`);
         assert.equal(typeof e.rule, 'string', `error entry without rule: ${JSON.stringify(e)}`);
-        assert.equal(typeof e.message, 'string', `error entry without message: ${JSON.stringify(e)}`);
+        assert.equal(typeof e.message, 'string',
+            `error entry without message: ${JSON.stringify(e)}`);
     }
     const hit = errors.find((e) => e.path === path && (rule === undefined || e.rule === rule));
     assert.ok(hit, `expected an error at ${path}${rule ? ` with rule ${rule}` : ''}, got ${

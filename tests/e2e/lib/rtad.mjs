@@ -37,6 +37,11 @@ export const KEY_RE = /^rta_k[0-9a-f]{16}_[A-Za-z0-9_-]{43}$/;
 
 export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
+/** True when the binary under test is a sanitizer build (make e2e-asan sets RTAD_SANITIZED=1):
+ *  tests stretch their waits, never their expectations. */
+export const SANITIZED = process.env.RTAD_SANITIZED === '1';
+export const SLOW = SANITIZED ? 3 : 1;
+
 function cleanEnv() {
     const env = {};
     for (const [k, v] of Object.entries(process.env)) {
@@ -46,12 +51,13 @@ function cleanEnv() {
 }
 
 /**
- * Starts rtad. Options: env (extra environment), args (extra flags), binary.
+ * Starts rtad (RTAD_BIN, else RTA_BIN, else build/rtad). Options: env (extra environment),
+ * args (extra flags), binary, dataDir, adminKey.
  * Returns a handle: {url, port, adminKey, dataDir, logs, stderr, stop(), kill9(), restart(),
  * api(), waitForLog()}.
  */
 export async function startRtad({ env = {}, args = [], binary, dataDir, adminKey } = {}) {
-    const bin = resolve(binary || process.env.RTA_BIN || 'build/rtad');
+    const bin = resolve(binary || process.env.RTAD_BIN || process.env.RTA_BIN || 'build/rtad');
     const dir = dataDir || mkdtempSync(join(tmpdir(), 'rtad-e2e-'));
     dirs.add(dir);
     const h = {
@@ -142,7 +148,8 @@ function launch(h) {
         };
         listeners.add(onLog);
         const timer = setTimeout(() => finish(new Error(
-            `rtad did not log "listening" within 15 s; stderr:\n${h.stderr.join('\n')}`)), 15000);
+            `rtad did not log "listening" within ${15 * SLOW} s; stderr:\n${h.stderr.join('\n')}`)),
+            15000 * SLOW);
         child.on('error', (e) => finish(new Error(`cannot start ${h.binary}: ${e.message}`)));
         h.exited.then(({ code, signal }) => finish(new Error(
             `rtad exited (code ${code}, signal ${signal}) before listening; stderr:\n` +
@@ -151,7 +158,7 @@ function launch(h) {
 }
 
 /** SIGTERM, wait for exit (SIGKILL after timeoutMs). Returns the exit code (null if killed). */
-export async function stop(h, timeoutMs = 15000) {
+export async function stop(h, timeoutMs = 15000 * SLOW) {
     if (!h.child) return undefined;
     if (h.exitCode !== undefined || h.exitSignal !== undefined) return h.exitCode;
     h.child.kill('SIGTERM');
