@@ -518,6 +518,53 @@ static void test_aggregations(void **state)
     json_decref(res);
 }
 
+/* A long-lived context gives the same answers as a fresh one, and follows state updates. */
+static void test_ctx_follows_updates(void **state)
+{
+    fx *f = *state;
+    rta_query_ctx *ctx = rta_query_ctx_new();
+    static const char *const qs[] = {
+        "{\"sort\":{\"field\":\"change_24h\"},\"aggregations\":[{\"field\":\"tvl\","
+        "\"operation\":\"sum\",\"group_by\":\"category\"}]}",
+        "{\"filters\":{\"categories\":[\"Yield\",\"Lending\"]},\"sort\":{\"field\":"
+        "\"category\",\"order\":\"desc\"}}",
+        "{\"sort\":{\"field\":\"chain\"},\"limit\":3,\"offset\":1}",
+    };
+    for (int round = 0; round < 2; round++) {
+        for (size_t i = 0; i < RTA_ARRAY_LEN(qs); i++) {
+            rta_query *q = parse_ok(qs[i]);
+            json_t *a = rta_query_exec_ctx(q, f->st, ctx, f->now_ms);
+            json_t *b = rta_query_exec(q, f->st, f->now_ms);
+            if (!json_equal(a, b))
+                fail_msg("round %d query %s: ctx and fresh results differ", round, qs[i]);
+            json_decref(a);
+            json_decref(b);
+            rta_query_free(q);
+        }
+        /* Update: gamma grows past everything, beta changes category, a new pair appears. */
+        rta_tvl_update u = {.protocol = "gamma", .chain = "bsc", .tvl = 9000,
+                            .ts_ms = f->now_ms + 1};
+        rta_state_restore_tvl(f->st, &u);
+        rta_tvl_update u2 = {.protocol = "beta", .chain = "ethereum", .tvl = 5000,
+                             .ts_ms = f->now_ms + 1, .category = "Yield"};
+        rta_state_restore_tvl(f->st, &u2);
+        rta_tvl_update u3 = {.protocol = "zeta", .chain = "base", .tvl = 1,
+                             .ts_ms = f->now_ms + 1, .category = "New"};
+        rta_state_restore_tvl(f->st, &u3);
+    }
+    rta_query *q = parse_ok("{\"limit\":1,\"aggregations\":[{\"operation\":\"count\","
+                            "\"group_by\":\"category\"}]}");
+    json_t *res = rta_query_exec_ctx(q, f->st, ctx, f->now_ms);
+    char got[256];
+    rows_str(res, got, sizeof got);
+    assert_string_equal(got, "gamma/bsc");
+    assert_int_equal(meta(res, "total"), NFIX + 1);
+    expect_group(res, 0, 0, "Yield", 4, 4);
+    json_decref(res);
+    rta_query_free(q);
+    rta_query_ctx_free(ctx);
+}
+
 /* ---------------------------------------------------------------- cache */
 
 static void test_cache(void **state)
@@ -605,6 +652,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_paging, setup, teardown),
         cmocka_unit_test(test_topk_matches_full_sort),
         cmocka_unit_test_setup_teardown(test_aggregations, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_ctx_follows_updates, setup, teardown),
         cmocka_unit_test(test_cache),
         cmocka_unit_test_setup_teardown(test_cache_with_queries, setup, teardown),
     };
