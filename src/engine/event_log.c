@@ -11,8 +11,8 @@
 
 struct rta_event_log {
     rta_event **ring;
-    size_t cap;            /* max events */
-    size_t head;           /* index of the oldest event */
+    size_t cap;  /* max events */
+    size_t head; /* index of the oldest event */
     size_t count;
     int64_t max_age_ms;
     uint64_t dropped_upto; /* highest offset ever dropped; 0 when none */

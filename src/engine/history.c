@@ -20,19 +20,23 @@
 #define TOTAL_SLOTS (RTA_HISTORY_FINE_N + RTA_HISTORY_MEDIUM_N + RTA_HISTORY_COARSE_N)
 #define NO_HEAD INT64_MIN
 
+/* One bucket: 6 bytes, value and offset side by side so a record touches one cache line. */
+typedef struct __attribute__((packed)) {
+    float v;      /* NaN = empty */
+    uint16_t off; /* seconds from the bucket start to the kept point */
+} slot;
+
 struct rta_history_ring {
     int64_t head;  /* newest bucket number written; NO_HEAD when none */
     uint32_t secs; /* bucket width */
     uint32_t n;    /* buckets in the ring */
-    float *val;    /* n values, NaN = empty */
-    uint16_t *off; /* n offsets of the kept point from its bucket start, in seconds */
+    slot *slots;   /* n buckets */
 };
 
-/* The one allocation behind h->rings: ring headers, then all values, then all offsets. */
+/* The one allocation behind h->rings: ring headers, then all buckets. */
 typedef struct {
     struct rta_history_ring ring[RING_COUNT];
-    float val[TOTAL_SLOTS];
-    uint16_t off[TOTAL_SLOTS];
+    slot slots[TOTAL_SLOTS];
 } history_block;
 
 static const uint32_t ring_secs[RING_COUNT] = {RTA_HISTORY_FINE_SECS, RTA_HISTORY_MEDIUM_SECS,
@@ -74,13 +78,12 @@ static struct rta_history_ring *history_alloc(void)
         r->head = NO_HEAD;
         r->secs = ring_secs[i];
         r->n = ring_n[i];
-        r->val = blk->val + base;
-        r->off = blk->off + base;
+        r->slots = blk->slots + base;
         base += r->n;
     }
     for (size_t i = 0; i < TOTAL_SLOTS; i++) {
-        blk->val[i] = NAN;
-        blk->off[i] = 0;
+        blk->slots[i].v = NAN;
+        blk->slots[i].off = 0;
     }
     return blk->ring;
 }
@@ -96,19 +99,19 @@ static void ring_record(struct rta_history_ring *r, int64_t ts_s, float v)
         int64_t gap = bucket - r->head;
         if (gap >= (int64_t)r->n) {
             for (uint32_t i = 0; i < r->n; i++)
-                r->val[i] = NAN;
+                r->slots[i].v = NAN;
         } else {
             for (int64_t b = r->head + 1; b <= bucket; b++)
-                r->val[slot_of(r, b)] = NAN;
+                r->slots[slot_of(r, b)].v = NAN;
         }
         r->head = bucket;
     } else if (bucket <= r->head - (int64_t)r->n) {
         return; /* older than this ring spans */
     }
-    uint32_t s = slot_of(r, bucket);
-    if (isnan(r->val[s]) || r->off[s] <= off) {
-        r->val[s] = v;
-        r->off[s] = off;
+    slot *sl = &r->slots[slot_of(r, bucket)];
+    if (isnan(sl->v) || sl->off <= off) {
+        sl->v = v;
+        sl->off = off;
     }
 }
 
@@ -137,11 +140,11 @@ static int ring_value_at(const struct rta_history_ring *r, int64_t ts_s, double 
         return 0;
     int64_t b = bucket > r->head ? r->head : bucket;
     for (; b >= oldest; b--) {
-        uint32_t s = slot_of(r, b);
-        float v = r->val[s];
+        const slot *sl = &r->slots[slot_of(r, b)];
+        float v = sl->v;
         if (isnan(v))
             continue;
-        if (b == bucket && bucket * (int64_t)r->secs + r->off[s] > ts_s)
+        if (b == bucket && bucket * (int64_t)r->secs + sl->off > ts_s)
             continue; /* the kept point is after ts_s; an earlier bucket has the answer */
         *out = v;
         return 1;

@@ -31,9 +31,8 @@ static void add_error(ctx *c, const char *path, const char *rule, const char *me
 {
     if (json_array_size(c->errors) >= MAX_ERRORS)
         return;
-    json_array_append_new(c->errors,
-                          json_pack("{s:s,s:s,s:s}", "path", path, "rule", rule, "message",
-                                    message));
+    json_array_append_new(
+        c->errors, json_pack("{s:s,s:s,s:s}", "path", path, "rule", rule, "message", message));
 }
 
 static void add_errorf(ctx *c, const char *base, const char *field, const char *rule,
@@ -144,12 +143,13 @@ static void check_unknown(ctx *c, const char *base, const json_t *obj, const cha
 {
     const char *key;
     const json_t *v;
-    json_object_foreach((json_t *)obj, key, v) {
+    json_object_foreach((json_t *)obj, key, v)
+    {
         size_t i = 0;
         while (i < nknown && strcmp(key, known[i]) != 0)
             i++;
         if (i == nknown) {
-            char path[256];
+            char path[320];
             snprintf(path, sizeof path, "%s.%.200s", base, key);
             add_error(c, path, "unknown_field", "unknown field");
         }
@@ -181,8 +181,8 @@ static int parse_tvl_item(ctx *c, const json_t *item, size_t i, rta_tvl_update *
         add_error(c, base, "type", "item must be an object");
         return -1;
     }
-    static const char *const known[] = {"protocol", "chain", "tvl", "timestamp", "name",
-                                        "category"};
+    static const char *const known[] = {"protocol",  "chain", "tvl",
+                                        "timestamp", "name",  "category"};
     size_t before = json_array_size(c->errors);
     check_unknown(c, base, item, known, RTA_ARRAY_LEN(known));
     parse_slug(c, base, item, "protocol", &u->protocol);
