@@ -30,7 +30,7 @@
 
 #include "rta/state.h"
 
-#define RTA_QUERY_MAX_LIST 1000   /* entries in protocols/chains/categories filters */
+#define RTA_QUERY_MAX_LIST 1000 /* entries in protocols/chains/categories filters */
 #define RTA_QUERY_MAX_AGGS 16
 #define RTA_QUERY_MAX_LIMIT 1000
 

@@ -37,9 +37,9 @@ enum field {
     F_CATEGORY,
     F_UPDATED,
 };
-static const char *const field_names[] = {"tvl",   "change_1h", "change_24h", "change_7d",
-                                          "protocol", "chain",  "name",       "category",
-                                          "updatedAt"};
+static const char *const field_names[] = {"tvl",       "change_1h", "change_24h",
+                                          "change_7d", "protocol",  "chain",
+                                          "name",      "category",  "updatedAt"};
 #define N_AGG_FIELDS 4 /* aggregations take the numeric fields only: F_TVL..F_CHANGE_7D */
 #define N_SORT_FIELDS 9
 static const int64_t change_windows[3] = {3600, 86400, 604800};
@@ -124,8 +124,8 @@ static int lookup_enum(const char *s, const char *const *names, int n)
 }
 
 /* Parses an optional enum member; returns its index, dflt when absent/null, -1 on error. */
-static int parse_enum(vctx *v, const json_t *val, const char *path, const char *const *names,
-                      int n, int dflt)
+static int parse_enum(vctx *v, const json_t *val, const char *path, const char *const *names, int n,
+                      int dflt)
 {
     if (!val || json_is_null(val))
         return dflt;
@@ -226,7 +226,8 @@ static void parse_range(vctx *v, const json_t *val, const char *path, range *out
     const char *key;
     const json_t *m;
     char p[128];
-    json_object_foreach((json_t *)val, key, m) {
+    json_object_foreach((json_t *)val, key, m)
+    {
         path_key(p, sizeof p, path, key);
         int is_min = strcmp(key, "min") == 0;
         if (!is_min && strcmp(key, "max") != 0) {
@@ -265,7 +266,8 @@ static void parse_filters(vctx *v, const json_t *val, rta_query *q)
     const char *key;
     const json_t *m;
     char p[128];
-    json_object_foreach((json_t *)val, key, m) {
+    json_object_foreach((json_t *)val, key, m)
+    {
         path_key(p, sizeof p, "$.filters", key);
         if (strcmp(key, "protocols") == 0)
             parse_list(v, m, p, 0, &q->protocols);
@@ -296,7 +298,8 @@ static void parse_aggs(vctx *v, const json_t *val, rta_query *q)
     }
     size_t i;
     const json_t *a;
-    json_array_foreach(val, i, a) {
+    json_array_foreach(val, i, a)
+    {
         char base[64], p[128];
         path_index(base, sizeof base, "$.aggregations", i);
         if (!json_is_object(a)) {
@@ -305,7 +308,8 @@ static void parse_aggs(vctx *v, const json_t *val, rta_query *q)
         }
         const char *key;
         const json_t *m;
-        json_object_foreach((json_t *)a, key, m) {
+        json_object_foreach((json_t *)a, key, m)
+        {
             if (strcmp(key, "field") && strcmp(key, "operation") && strcmp(key, "group_by")) {
                 path_key(p, sizeof p, base, key);
                 verr(v, p, "unknown_field", "unknown field");
@@ -346,7 +350,8 @@ static void parse_sort(vctx *v, const json_t *val, rta_query *q)
     const char *key;
     const json_t *m;
     char p[128];
-    json_object_foreach((json_t *)val, key, m) {
+    json_object_foreach((json_t *)val, key, m)
+    {
         path_key(p, sizeof p, "$.sort", key);
         if (strcmp(key, "field") == 0) {
             int f = parse_enum(v, m, p, field_names, N_SORT_FIELDS, F_TVL);
@@ -417,10 +422,9 @@ static char *build_canonical(const rta_query *q)
     json_object_set_new(root, "filters", f);
     json_t *aggs = json_array();
     for (size_t i = 0; i < q->naggs; i++)
-        json_array_append_new(aggs, json_pack("{s:s,s:s,s:s}", "field",
-                                              field_names[q->aggs[i].field], "operation",
-                                              op_names[q->aggs[i].op], "group_by",
-                                              group_names[q->aggs[i].group]));
+        json_array_append_new(
+            aggs, json_pack("{s:s,s:s,s:s}", "field", field_names[q->aggs[i].field], "operation",
+                            op_names[q->aggs[i].op], "group_by", group_names[q->aggs[i].group]));
     json_object_set_new(root, "aggregations", aggs);
     json_object_set_new(root, "sort",
                         json_pack("{s:s,s:s}", "field", field_names[q->sort_field], "order",
@@ -449,7 +453,8 @@ rta_query *rta_query_parse(const json_t *body, json_t **errors)
     }
     const char *key;
     const json_t *m;
-    json_object_foreach((json_t *)body, key, m) {
+    json_object_foreach((json_t *)body, key, m)
+    {
         char p[128];
         path_key(p, sizeof p, "$", key);
         if (strcmp(key, "filters") == 0)
@@ -854,11 +859,16 @@ static void acc_add(agg_state *a, int32_t key, double v)
 static double acc_value(const acc *s, int op)
 {
     switch (op) {
-    case OP_SUM: return s->sum;
-    case OP_AVG: return s->count ? s->sum / (double)s->count : NAN;
-    case OP_MIN: return s->count ? s->min : NAN;
-    case OP_MAX: return s->count ? s->max : NAN;
-    default: return (double)s->count;
+    case OP_SUM:
+        return s->sum;
+    case OP_AVG:
+        return s->count ? s->sum / (double)s->count : NAN;
+    case OP_MIN:
+        return s->count ? s->min : NAN;
+    case OP_MAX:
+        return s->count ? s->max : NAN;
+    default:
+        return (double)s->count;
     }
 }
 
@@ -897,19 +907,27 @@ static json_t *agg_result(const agg_spec *spec, const agg_state *a, const rta_st
         g[i].s = s;
         g[i].value = acc_value(s, spec->op);
         switch (spec->group) {
-        case G_CHAIN: g[i].key = st->chains[s->key]->name; break;
-        case G_PROTOCOL: g[i].key = st->protocols[s->key]->slug; break;
-        case G_CATEGORY: g[i].key = c->cats[s->key]->name; break;
-        default: g[i].key = NULL; break;
+        case G_CHAIN:
+            g[i].key = st->chains[s->key]->name;
+            break;
+        case G_PROTOCOL:
+            g[i].key = st->protocols[s->key]->slug;
+            break;
+        case G_CATEGORY:
+            g[i].key = c->cats[s->key]->name;
+            break;
+        default:
+            g[i].key = NULL;
+            break;
         }
     }
     qsort(g, a->nslots, sizeof *g, group_cmp);
     json_t *groups = json_array();
     for (size_t i = 0; i < a->nslots; i++)
-        json_array_append_new(groups, json_pack("{s:o,s:o,s:I}", "key",
-                                                g[i].key ? json_string(g[i].key) : json_null(),
-                                                "value", jnum(g[i].value), "count",
-                                                (json_int_t)g[i].s->count));
+        json_array_append_new(groups,
+                              json_pack("{s:o,s:o,s:I}", "key",
+                                        g[i].key ? json_string(g[i].key) : json_null(), "value",
+                                        jnum(g[i].value), "count", (json_int_t)g[i].s->count));
     free(g);
     return json_pack("{s:s,s:s,s:s,s:o}", "field", field_names[spec->field], "operation",
                      op_names[spec->op], "group_by", group_names[spec->group], "groups", groups);
@@ -1020,9 +1038,15 @@ json_t *rta_query_exec_ctx(const rta_query *q, const rta_state *st, rta_query_ct
         if (s->field >= F_CHANGE_1H)
             need[s->field - F_CHANGE_1H] = 1;
         switch (s->group) {
-        case G_CHAIN: ndomain = st->nchains; break;
-        case G_PROTOCOL: ndomain = st->nprotocols; break;
-        case G_CATEGORY: ndomain = c->ncats; break;
+        case G_CHAIN:
+            ndomain = st->nchains;
+            break;
+        case G_PROTOCOL:
+            ndomain = st->nprotocols;
+            break;
+        case G_CATEGORY:
+            ndomain = c->ncats;
+            break;
         default:
             a->cap = a->nslots = 1;
             a->slots = rta_xcalloc(1, sizeof(acc));
@@ -1084,10 +1108,18 @@ json_t *rta_query_exec_ctx(const rta_query *q, const rta_state *st, rta_query_ct
             double v = s->field == F_TVL ? tvl : ch[s->field - F_CHANGE_1H];
             int32_t key;
             switch (s->group) {
-            case G_CHAIN: key = (int32_t)chain_i; break;
-            case G_PROTOCOL: key = (int32_t)proto_i; break;
-            case G_CATEGORY: key = cat_id; break;
-            default: key = -1; break;
+            case G_CHAIN:
+                key = (int32_t)chain_i;
+                break;
+            case G_PROTOCOL:
+                key = (int32_t)proto_i;
+                break;
+            case G_CATEGORY:
+                key = cat_id;
+                break;
+            default:
+                key = -1;
+                break;
             }
             acc_add(&aggs[i], key, v);
         }
@@ -1098,15 +1130,29 @@ json_t *rta_query_exec_ctx(const rta_query *q, const rta_state *st, rta_query_ct
         r->prank = c->prank[proto_i];
         r->crank = c->crank[chain_i];
         switch (q->sort_field) {
-        case F_TVL: r->key = tvl; break;
+        case F_TVL:
+            r->key = tvl;
+            break;
         case F_CHANGE_1H:
         case F_CHANGE_24H:
-        case F_CHANGE_7D: r->key = ch[q->sort_field - F_CHANGE_1H]; break;
-        case F_UPDATED: r->key = (double)updated_ms; break;
-        case F_PROTOCOL: r->key = r->prank; break;
-        case F_CHAIN: r->key = r->crank; break;
-        case F_CATEGORY: r->key = cat_rank[cat_id]; break;
-        default: r->key = 0; break; /* F_NAME compares strings */
+        case F_CHANGE_7D:
+            r->key = ch[q->sort_field - F_CHANGE_1H];
+            break;
+        case F_UPDATED:
+            r->key = (double)updated_ms;
+            break;
+        case F_PROTOCOL:
+            r->key = r->prank;
+            break;
+        case F_CHAIN:
+            r->key = r->crank;
+            break;
+        case F_CATEGORY:
+            r->key = cat_rank[cat_id];
+            break;
+        default:
+            r->key = 0;
+            break; /* F_NAME compares strings */
         }
     }
 
@@ -1115,17 +1161,17 @@ json_t *rta_query_exec_ctx(const rta_query *q, const rta_state *st, rta_query_ct
     size_t have = q->offset < nrows ? order_rows(rows, nrows, want, &sc) : 0;
     json_t *data = json_array();
     for (size_t i = q->offset; i < have; i++)
-        json_array_append_new(data, row_json(c, rows[i].p,
-                                             rows[i].idx == UINT32_MAX ? SIZE_MAX : rows[i].idx,
-                                             now_ms));
+        json_array_append_new(
+            data,
+            row_json(c, rows[i].p, rows[i].idx == UINT32_MAX ? SIZE_MAX : rows[i].idx, now_ms));
 
     json_t *aggs_out = json_array();
     for (size_t i = 0; i < q->naggs; i++)
         json_array_append_new(aggs_out, agg_result(&q->aggs[i], &aggs[i], st, c));
 
-    json_t *res = json_pack("{s:o,s:o,s:{s:I,s:I}}", "data", data, "aggregations", aggs_out,
-                            "meta", "total", (json_int_t)nrows, "returned",
-                            (json_int_t)json_array_size(data));
+    json_t *res =
+        json_pack("{s:o,s:o,s:{s:I,s:I}}", "data", data, "aggregations", aggs_out, "meta", "total",
+                  (json_int_t)nrows, "returned", (json_int_t)json_array_size(data));
 
     for (size_t i = 0; i < q->naggs; i++) {
         free(aggs[i].slot_of);

@@ -85,8 +85,7 @@ static void dig_price(void *ud, const rta_price_update *u)
 
 static digest run_digest(uint64_t seed, size_t steps)
 {
-    rta_sim_options o = {.seed = seed, .protocols = 800, .chains = 60, .pairs = 1500,
-                         .tokens = 50};
+    rta_sim_options o = {.seed = seed, .protocols = 800, .chains = 60, .pairs = 1500, .tokens = 50};
     rta_sim *s = rta_sim_new(&o);
     digest d = {.h = 0xcbf29ce484222325ULL, .min_ts = INT64_MAX, .max_ts = INT64_MIN};
     rta_sim_snapshot(s, NOW, dig_tvl, dig_price, &d);
@@ -255,7 +254,7 @@ static void test_step(void **state)
     rta_sim_step(s, 10000, NOW, dig_tvl, dig_price, &d);
     assert_int_equal(d.ntvl + d.nprice, 10000);
     assert_true(d.ntvl > 6000 && d.ntvl < 8000);
-    assert_int_equal(d.named, 0);   /* steps leave metadata unchanged */
+    assert_int_equal(d.named, 0); /* steps leave metadata unchanged */
     assert_int_equal(d.symbols, 0);
     assert_int_equal(d.bad, 0);
     assert_int_equal(d.min_ts, NOW);
@@ -297,8 +296,8 @@ static void check_order(void *ud, const rta_tvl_update *u)
 static void test_history(void **state)
 {
     (void)state;
-    rta_sim *s = rta_sim_new(&(rta_sim_options){.seed = 5, .protocols = 200, .chains = 30,
-                                                .pairs = 300, .tokens = 20});
+    rta_sim *s = rta_sim_new(
+        &(rta_sim_options){.seed = 5, .protocols = 200, .chains = 30, .pairs = 300, .tokens = 20});
     digest d = {.h = 1, .min_ts = INT64_MAX, .max_ts = INT64_MIN};
     int64_t span = 7 * 86400000LL + 3600000, step = 3600000;
     rta_sim_history(s, NOW, span, step, dig_tvl, dig_price, &d);
@@ -339,8 +338,8 @@ static void test_small_and_clamped(void **state)
     (void)state;
     /* Asking for more pairs than protocols x chains can hold clamps; fewer than protocols
      * raises to one per protocol. */
-    rta_sim *s = rta_sim_new(&(rta_sim_options){.seed = 3, .protocols = 10, .chains = 3,
-                                                .pairs = 1000, .tokens = 1, .categories = 2});
+    rta_sim *s = rta_sim_new(&(rta_sim_options){
+        .seed = 3, .protocols = 10, .chains = 3, .pairs = 1000, .tokens = 1, .categories = 2});
     rta_sim_options o;
     rta_sim_get_options(s, &o);
     assert_int_equal(o.pairs, 30);
