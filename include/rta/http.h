@@ -10,7 +10,9 @@
  * Request lifetime: the server owns rta_http_req. A handler answers exactly once with one of
  * the rta_http_send* functions; if the connection went away first, the answer is dropped and
  * the request freed then. Upgrade requests (WebSocket) go to the upgrade handler, which takes
- * over the connection.
+ * over the connection; it may refuse with rta_http_send* (the answer is written on the raw
+ * connection, which is then closed). An upgrade request is freed by the server when the
+ * upgrade handler returns, answered or not: copy what you keep.
  */
 #ifndef RTA_HTTP_H
 #define RTA_HTTP_H
@@ -49,6 +51,7 @@ typedef struct rta_http_req {
     uint64_t start_ns;
     int keep_alive;
     int is_upgrade;
+    rta_conn *upgrade_conn;   /* during the upgrade handler: the conn to answer a refusal on */
     int http_minor;
     /* set by the application while routing */
     const char *route;        /* route pattern for metrics/logs, e.g. "/v1/protocols/{slug}" */

@@ -324,20 +324,11 @@ void rta_http_add_header(rta_http_req *req, const char *name, const char *value)
     rta_dbuf_printf(&req->extra_headers, "%s: %s\r\n", name, value);
 }
 
-void rta_http_send(rta_http_req *req, int status, const char *content_type, const char *body,
-                   size_t len)
+/* Serializes the answer: status line, headers, body. */
+static rta_rbuf *build_response(rta_http_req *req, int status, const char *content_type,
+                                const char *body, size_t len, int keep)
 {
     rta_http_server *srv = req->srv;
-    rta_http_conn *hc = req->hc;
-    req->status = status;
-    if (hc == NULL) { /* the client left before the answer */
-        srv->inflight--;
-        if (srv->observer)
-            srv->observer(srv->ud, req);
-        req_free(req);
-        return;
-    }
-    int keep = req->keep_alive && !srv->draining && status != 408 && !hc->closing;
     rta_dbuf out;
     rta_dbuf_init(&out, SIZE_MAX / 2);
     rta_dbuf_printf(&out, "HTTP/1.1 %d %s\r\n", status, rta_http_status_text(status));
@@ -364,6 +355,36 @@ void rta_http_send(rta_http_req *req, int status, const char *content_type, cons
     req->response_bytes = out.len;
     rta_rbuf *rb = rta_rbuf_from_dbuf(&out);
     rta_dbuf_free(&out);
+    return rb;
+}
+
+void rta_http_send(rta_http_req *req, int status, const char *content_type, const char *body,
+                   size_t len)
+{
+    rta_http_server *srv = req->srv;
+    rta_http_conn *hc = req->hc;
+    req->status = status;
+    if (req->upgrade_conn != NULL) {
+        /* an upgrade the new protocol refused: answer on the raw conn and close it; the
+         * request itself is freed by dispatch() when the upgrade handler returns */
+        rta_rbuf *rb = build_response(req, status, content_type, body, len, 0);
+        rta_conn_write(req->upgrade_conn, rb);
+        rta_rbuf_unref(rb);
+        rta_conn_close_graceful(req->upgrade_conn);
+        req->upgrade_conn = NULL;
+        if (srv->observer)
+            srv->observer(srv->ud, req);
+        return;
+    }
+    if (hc == NULL) { /* the client left before the answer */
+        srv->inflight--;
+        if (srv->observer)
+            srv->observer(srv->ud, req);
+        req_free(req);
+        return;
+    }
+    int keep = req->keep_alive && !srv->draining && status != 408 && !hc->closing;
+    rta_rbuf *rb = build_response(req, status, content_type, body, len, keep);
     rta_conn_write(hc->conn, rb);
     rta_rbuf_unref(rb);
 
@@ -453,7 +474,10 @@ static void dispatch(rta_http_conn *hc, rta_http_req *r, const char *leftover, s
         rta_conn *c = hc->conn;
         hc->closing = 1;
         c->proto = NULL; /* detach: on_close of http must not run for an upgraded conn */
+        c->proto_data = NULL;
         r->hc = NULL;
+        r->upgrade_conn = c;
+        rta_conn_set_timeout(c, 0);
         rta_http_conn *old = hc;
         srv->upgrade(srv->ud, r, c, leftover, leftlen);
         req_free(r);
