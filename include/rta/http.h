@@ -61,7 +61,9 @@ typedef struct rta_http_req {
 } rta_http_req;
 
 typedef void (*rta_http_handler)(void *ud, rta_http_req *req);
-/* Takes over conn for another protocol; leftover = bytes after the request head. */
+/* Takes over conn for another protocol (rta_conn_set_proto; leftover = bytes after the
+ * request head; req is freed by the server when this returns), or declines by answering req
+ * with an rta_http_send* function like any handler (the connection then closes). */
 typedef void (*rta_http_upgrade_handler)(void *ud, rta_http_req *req, rta_conn *conn,
                                          const char *leftover, size_t len);
 /* Called after each answer is queued, for logs and metrics. */
