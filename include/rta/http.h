@@ -86,7 +86,7 @@ void rta_http_server_set_cors(rta_http_server *srv, const char *origins);
 void rta_http_server_free(rta_http_server *srv);
 /* Attaches the HTTP protocol to a freshly accepted conn (use as the net accept callback). */
 void rta_http_server_accept(rta_http_server *srv, rta_conn *c);
-/* Requests dispatched and not yet answered. */
+/* Requests dispatched and not yet answered; once draining, also those still being received. */
 size_t rta_http_server_inflight(const rta_http_server *srv);
 /* From now on every answer carries Connection: close and idle keep-alive conns are closed. */
 void rta_http_server_drain(rta_http_server *srv, rta_net *net);

@@ -24,6 +24,7 @@ struct rta_http_server {
     char *cors_origins;   /* NULL = off */
     size_t inflight;
     int draining;
+    rta_net *net; /* set by drain: used to count requests still being received */
     http_parser_settings settings;
 };
 
@@ -647,9 +648,18 @@ void rta_http_server_free(rta_http_server *srv)
     free(srv);
 }
 
+static void count_receiving(void *ud, rta_conn *c)
+{
+    if (c->proto == &http_proto && ((rta_http_conn *)c->proto_data)->cur != NULL)
+        (*(size_t *)ud)++;
+}
+
 size_t rta_http_server_inflight(const rta_http_server *srv)
 {
-    return srv->inflight;
+    size_t n = srv->inflight;
+    if (srv->net) /* while draining, a request still arriving will be answered too */
+        rta_net_each(srv->net, count_receiving, &n);
+    return n;
 }
 
 static void close_if_idle(void *ud, rta_conn *c)
@@ -667,6 +677,7 @@ static void close_if_idle(void *ud, rta_conn *c)
 void rta_http_server_drain(rta_http_server *srv, rta_net *net)
 {
     srv->draining = 1;
+    srv->net = net;
     rta_net_each(net, close_if_idle, NULL);
 }
 
