@@ -145,6 +145,9 @@ void rta_alert_engine_put(rta_alert_engine *eng, const rta_alert_rule *r);
 void rta_alert_engine_remove(rta_alert_engine *eng, const char *rule_id);
 const rta_alert_rule *rta_alert_engine_get(const rta_alert_engine *eng, const char *rule_id);
 size_t rta_alert_engine_count(const rta_alert_engine *eng);      /* all rules */
+/* Calls fn for every rule (any order); fn must not change the engine. */
+void rta_alert_engine_each(const rta_alert_engine *eng,
+                           void (*fn)(void *ud, const rta_alert_rule *r), void *ud);
 size_t rta_alert_engine_active(const rta_alert_engine *eng);     /* active rules */
 size_t rta_alert_engine_user_count(const rta_alert_engine *eng, const char *user_id);
 /* Restores persisted per-series state (startup). */
