@@ -9,6 +9,7 @@
 #include <cmocka.h>
 
 #include <dirent.h>
+#include <pthread.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -482,6 +483,69 @@ static void test_delivery_claim(void **state)
     rta_delivery_record_free_fields(&g);
 }
 
+/* Two connections (as two workers or two processes would have) claim from the same file at
+ * the same time: every due delivery is claimed exactly once. */
+#define RACE_ROWS 60
+
+typedef struct claimer {
+    const char *path;
+    int got[RACE_ROWS];
+    int failed;
+} claimer;
+
+static void *claim_loop(void *arg)
+{
+    claimer *cl = arg;
+    char *err = NULL;
+    rta_store *s = rta_store_open("sqlite", cl->path, &err);
+    if (s == NULL) {
+        free(err);
+        cl->failed = 1;
+        return NULL;
+    }
+    for (;;) {
+        rta_delivery_record *d = NULL;
+        size_t n = 0;
+        if (s->ops->deliveries_claim(s->db, 1000, 61000, 3, &d, &n) != 0) {
+            cl->failed = 1;
+            break;
+        }
+        for (size_t i = 0; i < n; i++) {
+            int k = atoi(d[i].id + 1);
+            if (k >= 0 && k < RACE_ROWS)
+                cl->got[k]++;
+        }
+        free_deliveries(d, n);
+        if (n == 0)
+            break;
+    }
+    rta_store_close(s);
+    return NULL;
+}
+
+static void test_delivery_claim_concurrent(void **state)
+{
+    fixture *f = *state;
+    assert_int_equal(f->ops->begin(f->db), 0);
+    for (int i = 0; i < RACE_ROWS; i++) {
+        char id[8];
+        snprintf(id, sizeof id, "c%d", i);
+        rta_delivery_record d = make_delivery(id, "u1", "r1", "email", 100, 100 + i);
+        assert_int_equal(f->ops->delivery_insert(f->db, &d), 0);
+    }
+    assert_int_equal(f->ops->commit(f->db), 0);
+    claimer a = {.path = f->path}, b = {.path = f->path};
+    pthread_t ta, tb;
+    assert_int_equal(pthread_create(&ta, NULL, claim_loop, &a), 0);
+    assert_int_equal(pthread_create(&tb, NULL, claim_loop, &b), 0);
+    pthread_join(ta, NULL);
+    pthread_join(tb, NULL);
+    assert_int_equal(a.failed, 0);
+    assert_int_equal(b.failed, 0);
+    for (int i = 0; i < RACE_ROWS; i++)
+        assert_int_equal(a.got[i] + b.got[i], 1);
+}
+
 static void free_attempts(rta_attempt_record *a, size_t n)
 {
     for (size_t i = 0; i < n; i++)
@@ -794,6 +858,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_triggers, setup, teardown),
         cmocka_unit_test_setup_teardown(test_delivery_insert_get, setup, teardown),
         cmocka_unit_test_setup_teardown(test_delivery_claim, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_delivery_claim_concurrent, setup, teardown),
         cmocka_unit_test_setup_teardown(test_delivery_attempts, setup, teardown),
         cmocka_unit_test_setup_teardown(test_delivery_query, setup, teardown),
         cmocka_unit_test_setup_teardown(test_trigger_transaction, setup, teardown),
