@@ -178,8 +178,12 @@ void api_events(rta_app *app, rta_http_req *req)
     if (parse_u64_param(req, "after", UINT64_MAX / 2, &after) < 0 ||
         parse_u64_param(req, "limit", 1000, &limit) < 0)
         return;
-    if (limit == 0)
-        limit = 1;
+    if (limit == 0) {
+        rta_app_validation_error(req, json_pack("[{s:s,s:s,s:s}]", "path", "query.limit", "rule",
+                                                "range", "message",
+                                                "expected an integer in [1, 1000]"));
+        return;
+    }
     rta_event *evs[1000];
     int complete = 1;
     size_t n = rta_event_log_read(app->event_log, after, evs, (size_t)limit, &complete);

@@ -1341,8 +1341,8 @@ static int append_json_string(rta_dbuf *out, const char *s)
     return rc;
 }
 
-rta_rbuf *rta_sio_server_encode_event(const char *nsp, const char *event, const char *json_arg,
-                                      size_t json_len, const char *offset)
+rta_rbuf *rta_sio_encode_broadcast(const char *nsp, const char *event, const char *json_arg,
+                                   size_t json_len, const char *offset)
 {
     if (nsp == NULL || nsp[0] != '/' || strchr(nsp, ',') || event == NULL)
         return NULL;

@@ -96,7 +96,7 @@ static int json_depth_exceeds(const char *s, size_t len, int max)
         } else if (c == '[' || c == '{') {
             if (++depth > max)
                 return 1;
-        } else if (c == ']' || c == '}') {
+        } else if ((c == ']' || c == '}') && depth > 0) {
             depth--;
         }
     }
@@ -207,8 +207,10 @@ int rta_sio_decode(const char *text, size_t len, const rta_sio_limits *lim, rta_
         rta_sio_packet_clear(out);
         return RTA_SIO_ERR_PAYLOAD;
     }
-    if (out->attachments > 0)
-        out->pending_ = json_array();
+    if (out->attachments > 0 && (out->pending_ = json_array()) == NULL) {
+        rta_sio_packet_clear(out);
+        return RTA_SIO_ERR_TOO_LARGE;
+    }
     return 0;
 }
 
