@@ -1006,24 +1006,6 @@ int rta_sio_server_handle_http(rta_sio_server *srv, rta_http_req *req)
 
 /* ---- WebSocket ---- */
 
-static void raw_error(rta_conn *conn, int code)
-{
-    char body[128], head[256];
-    int blen = snprintf(body, sizeof body, "{\"code\":%d,\"message\":\"%s\"}", code,
-                        rta_sio__error_message(code));
-    int status = code == RTA_SIO__ERR_FORBIDDEN ? 403 : 400;
-    int hlen = snprintf(head, sizeof head,
-                        "HTTP/1.1 %d %s\r\nConnection: close\r\nContent-Type: application/json"
-                        "\r\nContent-Length: %d\r\n\r\n",
-                        status, rta_http_status_text(status), blen);
-    rta_rbuf *b = rta_rbuf_new(NULL, (size_t)(hlen + blen));
-    memcpy(b->data, head, (size_t)hlen);
-    memcpy(b->data + hlen, body, (size_t)blen);
-    rta_conn_write(conn, b);
-    rta_rbuf_unref(b);
-    rta_conn_close_graceful(conn);
-}
-
 /* Binds a ws that rta_ws_accept is still setting up (callbacks may run before it returns). */
 static sess *ws_session(rta_ws *ws)
 {
@@ -1152,7 +1134,7 @@ int rta_sio_server_handle_upgrade(rta_sio_server *srv, rta_http_req *req, rta_co
     if (req->path == NULL || !path_match(srv, req->path))
         return 0;
     if (srv->freeing) {
-        raw_error(conn, RTA_SIO__ERR_BAD_REQUEST);
+        send_eio_error(srv, req, 503, RTA_SIO__ERR_BAD_REQUEST, "Server shutting down");
         return 1;
     }
     rta_sio__reqinfo info;
@@ -1160,15 +1142,12 @@ int rta_sio_server_handle_upgrade(rta_sio_server *srv, rta_http_req *req, rta_co
     if (code < 0 && info.transport != RTA_SIO__WEBSOCKET)
         code = RTA_SIO__ERR_BAD_REQUEST;
     sess *s = NULL;
-    if (code < 0 && info.has_sid) {
-        s = sess_find(srv, info.sid);
-        if (s->transport != RTA_SIO__POLLING || s->probe || s->accepting)
-            code = RTA_SIO__ERR_BAD_REQUEST;
-    } else if (code < 0 && HASH_COUNT(srv->sessions) >= srv->o.max_sessions) {
-        code = RTA_SIO__ERR_FORBIDDEN;
+    if (code < 0 && !info.has_sid && HASH_COUNT(srv->sessions) >= srv->o.max_sessions) {
+        send_eio_error(srv, req, 503, RTA_SIO__ERR_FORBIDDEN, "Too many sessions");
+        return 1;
     }
-    if (code >= 0) {
-        raw_error(conn, code);
+    if (code >= 0) { /* answered like any request; the HTTP server then closes the conn */
+        send_eio_error(srv, req, code == RTA_SIO__ERR_FORBIDDEN ? 403 : 400, code, NULL);
         return 1;
     }
     rta_ws_options wo;
@@ -1176,11 +1155,21 @@ int rta_sio_server_handle_upgrade(rta_sio_server *srv, rta_http_req *req, rta_co
     wo.max_frame_bytes = srv->o.max_payload;
     wo.max_message_bytes = srv->o.max_payload;
     wo.max_queued_bytes = srv->o.max_queued_bytes + CONTROL_HEADROOM;
+    if (info.has_sid) {
+        s = sess_find(srv, info.sid);
+        if (s->transport != RTA_SIO__POLLING || s->probe || s->accepting) {
+            /* already upgraded or upgrading: like the reference server, open and close it */
+            rta_ws *ws = rta_ws_accept(req, conn, leftover, len, &wo, &ws_handler, NULL);
+            if (ws)
+                rta_ws_close(ws, 1000, "");
+            return 1;
+        }
+    }
     int created = s == NULL;
     if (created) {
         s = sess_new(srv, req, RTA_SIO__WEBSOCKET);
         if (s == NULL) {
-            raw_error(conn, RTA_SIO__ERR_BAD_REQUEST);
+            send_eio_error(srv, req, 500, RTA_SIO__ERR_BAD_REQUEST, "Internal error");
             return 1;
         }
     }
