@@ -244,10 +244,8 @@ static int lookup_transport(void *ud, const char *sid)
 {
     rta_sio_server *srv = ud;
     sess *s = NULL;
-    HASH_FIND_STR(srv->sessions, sid, s);
-    if (s == NULL || s->state != S_OPEN)
-        return -1;
-    return s->transport;
+    HASH_FIND_STR(srv->sessions, sid, s); /* closed sessions are no longer in the table */
+    return s == NULL ? -1 : s->transport;
 }
 
 static sess *sess_find(rta_sio_server *srv, const char *sid)
@@ -597,7 +595,7 @@ static void sess_destroy(sess *s, int how, const char *reason)
         rta_ws *w = s->ws;
         s->ws = NULL;
         rta_ws_set_data(w, NULL);
-        rta_ws_close(w, how == END_SERVER && srv->freeing ? 1001 : 1000, "");
+        rta_ws_close(w, how == END_SERVER ? 1001 : 1000, "");
     }
     rta_sio_socket *so;
     while ((so = s->sockets) != NULL) {
@@ -1157,7 +1155,8 @@ int rta_sio_server_handle_upgrade(rta_sio_server *srv, rta_http_req *req, rta_co
     wo.max_queued_bytes = srv->o.max_queued_bytes + CONTROL_HEADROOM;
     if (info.has_sid) {
         s = sess_find(srv, info.sid);
-        if (s->transport != RTA_SIO__POLLING || s->probe || s->accepting) {
+        if (s->state != S_OPEN || s->transport != RTA_SIO__POLLING || s->probe ||
+            s->accepting) {
             /* already upgraded or upgrading: like the reference server, open and close it */
             rta_ws *ws = rta_ws_accept(req, conn, leftover, len, &wo, &ws_handler, NULL);
             if (ws)
