@@ -29,8 +29,7 @@ typedef struct {
     int failed;
 } fz;
 
-static ssize_t recv_cb(wslay_event_context_ptr ctx, uint8_t *buf, size_t len, int flags,
-                       void *ud)
+static ssize_t recv_cb(wslay_event_context_ptr ctx, uint8_t *buf, size_t len, int flags, void *ud)
 {
     fz *f = ud;
     if (f->in_len == 0) {
