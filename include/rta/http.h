@@ -10,7 +10,7 @@
  * Request lifetime: the server owns rta_http_req. A handler answers exactly once with one of
  * the rta_http_send* functions; if the connection went away first, the answer is dropped and
  * the request freed then. Upgrade requests (WebSocket) go to the upgrade handler, which takes
- * over the connection.
+ * over the connection, or refuses by answering like any handler (the connection then closes).
  */
 #ifndef RTA_HTTP_H
 #define RTA_HTTP_H

@@ -327,20 +327,11 @@ void rta_http_add_header(rta_http_req *req, const char *name, const char *value)
     rta_dbuf_printf(&req->extra_headers, "%s: %s\r\n", name, value);
 }
 
-void rta_http_send(rta_http_req *req, int status, const char *content_type, const char *body,
-                   size_t len)
+/* Serializes the answer: status line, headers, body. */
+static rta_rbuf *build_response(rta_http_req *req, int status, const char *content_type,
+                                const char *body, size_t len, int keep)
 {
     rta_http_server *srv = req->srv;
-    rta_http_conn *hc = req->hc;
-    req->status = status;
-    if (hc == NULL) { /* the client left before the answer */
-        srv->inflight--;
-        if (srv->observer)
-            srv->observer(srv->ud, req);
-        req_free(req);
-        return;
-    }
-    int keep = req->keep_alive && !srv->draining && status != 408 && !hc->closing;
     rta_dbuf out;
     rta_dbuf_init(&out, SIZE_MAX / 2);
     rta_dbuf_printf(&out, "HTTP/1.1 %d %s\r\n", status, rta_http_status_text(status));
@@ -367,6 +358,24 @@ void rta_http_send(rta_http_req *req, int status, const char *content_type, cons
     req->response_bytes = out.len;
     rta_rbuf *rb = rta_rbuf_from_dbuf(&out);
     rta_dbuf_free(&out);
+    return rb;
+}
+
+void rta_http_send(rta_http_req *req, int status, const char *content_type, const char *body,
+                   size_t len)
+{
+    rta_http_server *srv = req->srv;
+    rta_http_conn *hc = req->hc;
+    req->status = status;
+    if (hc == NULL) { /* the client left before the answer */
+        srv->inflight--;
+        if (srv->observer)
+            srv->observer(srv->ud, req);
+        req_free(req);
+        return;
+    }
+    int keep = req->keep_alive && !srv->draining && status != 408 && !hc->closing;
+    rta_rbuf *rb = build_response(req, status, content_type, body, len, keep);
     rta_conn_write(hc->conn, rb);
     rta_rbuf_unref(rb);
 
@@ -459,6 +468,7 @@ static void dispatch(rta_http_conn *hc, rta_http_req *r, const char *leftover, s
         hc->active = r;
         srv->inflight++;
         hc->in_upgrade = 1;
+        rta_conn_set_timeout(c, 0);
         srv->upgrade(srv->ud, r, c, leftover, leftlen);
         hc->in_upgrade = 0;
         if (hc->gone) { /* closed during the handler (e.g. answered and closed at once) */
