@@ -40,8 +40,7 @@ static void on_connected(void *ud, rta_sio_socket *s)
     rta_sio_emit(s, "auth", rta_sio_socket_get_data(s));
 }
 
-static void on_event(void *ud, rta_sio_socket *s, const char *event, json_t *args,
-                     int64_t ack_id)
+static void on_event(void *ud, rta_sio_socket *s, const char *event, json_t *args, int64_t ack_id)
 {
     if (strcmp(event, "message") == 0)
         rta_sio_emit_args(s, "message-back", args);
@@ -137,8 +136,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "listen on port %d: %s\n", port, uv_strerror(rc));
         return 1;
     }
-    rta_log(RTA_LOG_INFO, "sio_compliance listening", "{s:i}", "port",
-            rta_net_bound_port(g_net));
+    rta_log(RTA_LOG_INFO, "sio_compliance listening", "{s:i}", "port", rta_net_bound_port(g_net));
 
     uv_signal_init(loop, &g_sigint);
     uv_signal_start(&g_sigint, on_signal, SIGINT);

@@ -29,7 +29,7 @@
 #define CLOSE_DRAIN_MS 5000      /* a closing polling session waits this long for its last GET */
 #define MAX_PAYLOAD_PACKETS 4096 /* packets in one POST body */
 #define MAX_ATTACHMENTS 16
-#define CONTROL_HEADROOM 4096    /* control packets may pass the backlog cap by this much */
+#define CONTROL_HEADROOM 4096 /* control packets may pass the backlog cap by this much */
 
 enum { S_OPEN = 0, S_CLOSING = 1, S_CLOSED = 2 };
 /* How a session ends: who asked, and so what a pending GET is answered with. */
@@ -62,15 +62,15 @@ struct sess {
     uv_timer_t timer;
     int transport;
     int state;
-    rta_http_req *get;       /* pending long-polling GET */
-    rta_ws *ws;              /* the WebSocket transport */
-    rta_ws *probe;           /* a WebSocket being probed for the upgrade */
-    int accepting;           /* 1: rta_ws_accept for the main ws running, 2: for a probe */
-    int upgrading;           /* probe answered 3probe */
+    rta_http_req *get; /* pending long-polling GET */
+    rta_ws *ws;        /* the WebSocket transport */
+    rta_ws *probe;     /* a WebSocket being probed for the upgrade */
+    int accepting;     /* 1: rta_ws_accept for the main ws running, 2: for a probe */
+    int upgrading;     /* probe answered 3probe */
     rta_sio__outq q;
     uint64_t next_ping_at, pong_deadline, connect_deadline, probe_deadline, close_deadline;
     rta_sio_socket *sockets;
-    rta_sio_packet bin;      /* binary packet waiting for attachments */
+    rta_sio_packet bin; /* binary packet waiting for attachments */
     int bin_pending;
     sess *dirty_prev, *dirty_next;
     int dirty;
@@ -81,13 +81,13 @@ struct sess {
 struct rta_sio_server {
     uv_loop_t *loop;
     rta_sio_options o;
-    char *path;       /* "/socket.io/" */
-    char *cors;       /* NULL = none */
-    sess *sessions;   /* uthash */
+    char *path;     /* "/socket.io/" */
+    char *cors;     /* NULL = none */
+    sess *sessions; /* uthash */
     nsp_entry *nsps;
-    sess *dirty;      /* sessions with packets to flush this turn */
-    uv_idle_t idle;   /* active only while something waits to be flushed */
-    size_t handles;   /* open uv handles (idle + session timers) */
+    sess *dirty;    /* sessions with packets to flush this turn */
+    uv_idle_t idle; /* active only while something waits to be flushed */
+    size_t handles; /* open uv handles (idle + session timers) */
     int freeing;
     rta_sio_stats stats;
 };
@@ -172,8 +172,8 @@ rta_sio_server *rta_sio_server_new(uv_loop_t *loop, const rta_sio_options *opts)
         srv->path[plen + 1] = '\0';
     }
     srv->o.path = srv->path;
-    srv->cors = srv->o.cors_origins && srv->o.cors_origins[0] ? rta_strdup(srv->o.cors_origins)
-                                                               : NULL;
+    srv->cors =
+        srv->o.cors_origins && srv->o.cors_origins[0] ? rta_strdup(srv->o.cors_origins) : NULL;
     srv->o.cors_origins = srv->cors ? srv->cors : "";
     uv_idle_init(loop, &srv->idle);
     srv->idle.data = srv;
@@ -211,7 +211,9 @@ static void end_all(rta_sio_server *srv, int how, const char *reason)
 {
     sess *s, *tmp;
     HASH_ITER(hh, srv->sessions, s, tmp)
+    {
         sess_end(s, how, reason);
+    }
 }
 
 void rta_sio_server_shutdown(rta_sio_server *srv)
@@ -227,7 +229,9 @@ void rta_sio_server_free(rta_sio_server *srv)
     /* sessions still draining their last GET are dropped now */
     sess *s, *tmp;
     HASH_ITER(hh, srv->sessions, s, tmp)
+    {
         sess_end(s, END_ERROR, "server shutting down");
+    }
     srv->freeing = 1;
     uv_idle_stop(&srv->idle);
     uv_close((uv_handle_t *)&srv->idle, idle_closed);
@@ -480,9 +484,9 @@ static int sess_push(sess *s, rta_rbuf *data, rta_rbuf *frame, int binary, int f
     if (s->transport == RTA_SIO__WEBSOCKET) {
         if (s->ws == NULL)
             return -2;
-        rta_rbuf *f = frame ? rta_rbuf_ref(frame)
-                            : rta_ws_frame(binary ? RTA_WS_OP_BINARY : RTA_WS_OP_TEXT, data->data,
-                                           data->len);
+        rta_rbuf *f =
+            frame ? rta_rbuf_ref(frame)
+                  : rta_ws_frame(binary ? RTA_WS_OP_BINARY : RTA_WS_OP_TEXT, data->data, data->len);
         int rc = rta_ws_send_frame(s->ws, f);
         rta_rbuf_unref(f);
         kick(srv);
@@ -790,7 +794,7 @@ static void on_sio_packet(sess *s, rta_sio_packet *pkt)
         if (so == NULL)
             protocol_error(s, "ack for unknown namespace");
         return; /* the server asks for no acks: nothing to match */
-    default: /* CONNECT_ERROR from a client */
+    default:    /* CONNECT_ERROR from a client */
         protocol_error(s, "unexpected packet type");
         return;
     }
@@ -924,8 +928,8 @@ static void poll_post(sess *s, rta_http_req *req)
     size_t count = 0;
     rta_eio_limits lim = {MAX_PAYLOAD_PACKETS, srv->o.max_payload};
     char empty[1] = "";
-    int rc = rta_eio_decode_payload(req->body ? req->body : empty, req->body_len, &lim, pkts, n,
-                                    &count);
+    int rc =
+        rta_eio_decode_payload(req->body ? req->body : empty, req->body_len, &lim, pkts, n, &count);
     if (rc != 0) {
         free(pkts);
         send_eio_error(srv, req, 400, RTA_SIO__ERR_BAD_REQUEST, NULL);
@@ -1155,8 +1159,7 @@ int rta_sio_server_handle_upgrade(rta_sio_server *srv, rta_http_req *req, rta_co
     wo.max_queued_bytes = srv->o.max_queued_bytes + CONTROL_HEADROOM;
     if (info.has_sid) {
         s = sess_find(srv, info.sid);
-        if (s->state != S_OPEN || s->transport != RTA_SIO__POLLING || s->probe ||
-            s->accepting) {
+        if (s->state != S_OPEN || s->transport != RTA_SIO__POLLING || s->probe || s->accepting) {
             /* already upgraded or upgrading: like the reference server, open and close it */
             rta_ws *ws = rta_ws_accept(req, conn, leftover, len, &wo, &ws_handler, NULL);
             if (ws)

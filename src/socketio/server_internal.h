@@ -27,7 +27,7 @@ enum {
 #define RTA_SIO__SID_MAX 64
 
 typedef struct {
-    int transport;                /* RTA_SIO__POLLING | RTA_SIO__WEBSOCKET */
+    int transport; /* RTA_SIO__POLLING | RTA_SIO__WEBSOCKET */
     int has_sid;
     char sid[RTA_SIO__SID_MAX + 1];
 } rta_sio__reqinfo;

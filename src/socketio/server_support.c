@@ -14,13 +14,20 @@
 const char *rta_sio__error_message(int code)
 {
     switch (code) {
-    case RTA_SIO__ERR_UNKNOWN_TRANSPORT: return "Transport unknown";
-    case RTA_SIO__ERR_UNKNOWN_SID: return "Session ID unknown";
-    case RTA_SIO__ERR_BAD_HANDSHAKE_METHOD: return "Bad handshake method";
-    case RTA_SIO__ERR_BAD_REQUEST: return "Bad request";
-    case RTA_SIO__ERR_FORBIDDEN: return "Forbidden";
-    case RTA_SIO__ERR_UNSUPPORTED_PROTOCOL_VERSION: return "Unsupported protocol version";
-    default: return "Unknown error";
+    case RTA_SIO__ERR_UNKNOWN_TRANSPORT:
+        return "Transport unknown";
+    case RTA_SIO__ERR_UNKNOWN_SID:
+        return "Session ID unknown";
+    case RTA_SIO__ERR_BAD_HANDSHAKE_METHOD:
+        return "Bad handshake method";
+    case RTA_SIO__ERR_BAD_REQUEST:
+        return "Bad request";
+    case RTA_SIO__ERR_FORBIDDEN:
+        return "Forbidden";
+    case RTA_SIO__ERR_UNSUPPORTED_PROTOCOL_VERSION:
+        return "Unsupported protocol version";
+    default:
+        return "Unknown error";
     }
 }
 

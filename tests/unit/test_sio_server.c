@@ -139,14 +139,19 @@ static void test_outq_payload(void **state)
     rta_dbuf out;
     rta_dbuf_init(&out, 1024);
     assert_int_equal(rta_sio__outq_payload(&q, &out), 0);
-    assert_string_equal(out.data, "4hello\x1e" "bAQIDBA==\x1e" "2");
+    assert_string_equal(out.data, "4hello\x1e"
+                                  "bAQIDBA==\x1e"
+                                  "2");
     assert_int_equal(q.count, 0);
     assert_int_equal(q.bytes, 0);
     assert_null(q.head);
     /* appending to a non-empty payload adds a separator first */
     push_text(&q, "6");
     assert_int_equal(rta_sio__outq_payload(&q, &out), 0);
-    assert_string_equal(out.data, "4hello\x1e" "bAQIDBA==\x1e" "2\x1e" "6");
+    assert_string_equal(out.data, "4hello\x1e"
+                                  "bAQIDBA==\x1e"
+                                  "2\x1e"
+                                  "6");
     rta_dbuf_free(&out);
 }
 
@@ -155,7 +160,9 @@ static void test_outq_pop_order_and_refs(void **state)
     rta_sio__outq q;
     rta_sio__outq_init(&q);
     rta_rbuf *shared = rta_rbuf_new("42[\"tick\",1]", 12);
-    rta_rbuf *frame = rta_rbuf_new("\x81\x0c" "42[\"tick\",1]", 14);
+    rta_rbuf *frame = rta_rbuf_new("\x81\x0c"
+                                   "42[\"tick\",1]",
+                                   14);
     rta_sio__outq_push(&q, shared, frame, 0);
     push_text(&q, "2");
     assert_int_equal(shared->refcnt, 2);
@@ -259,7 +266,6 @@ typedef struct {
     int nanswers;
 } fixture;
 
-
 static int fx_connect(void *ud, rta_sio_socket *s, json_t *auth, const rta_sio_handshake *hs,
                       json_t **err)
 {
@@ -316,8 +322,8 @@ static void fx_done(uv_async_t *a)
 }
 
 /* One HTTP/1.0-style exchange (Connection: close); returns the status, body into out. */
-static int http_call(int port, const char *method, const char *target, const char *body,
-                     char *out, size_t outlen)
+static int http_call(int port, const char *method, const char *target, const char *body, char *out,
+                     size_t outlen)
 {
     int fd = socket(AF_INET, SOCK_STREAM, 0);
     struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
@@ -359,26 +365,29 @@ static void *client_polling(void *arg)
 {
     fixture *fx = arg;
     char body[4096], target[256], sid[64] = "";
-    int st = http_call(fx->port, "GET", "/socket.io/?EIO=4&transport=polling", NULL, body,
-                       sizeof body);
+    int st =
+        http_call(fx->port, "GET", "/socket.io/?EIO=4&transport=polling", NULL, body, sizeof body);
     record(fx, st, st == 200 ? "open" : body);
     const char *p = strstr(body, "\"sid\":\"");
     if (p)
         sscanf(p + 7, "%63[^\"]", sid);
     snprintf(target, sizeof target, "/socket.io/?EIO=4&transport=polling&sid=%s", sid);
-#define CALL(m, b)                                                                            \
-    do {                                                                                      \
-        st = http_call(fx->port, m, target, b, body, sizeof body);                           \
-        record(fx, st, body);                                                                 \
+#define CALL(m, b)                                                                                 \
+    do {                                                                                           \
+        st = http_call(fx->port, m, target, b, body, sizeof body);                                 \
+        record(fx, st, body);                                                                      \
     } while (0)
-    CALL("POST", "40\x1e" "40/nope,\x1e" "40/feed,{\"user\":\"mallory\"}"); /* 1 */
-    CALL("GET", NULL);                                                          /* 2 */
-    CALL("POST", "42[\"hello\",1]\x1e" "427[\"ask\",2]");                       /* 3 */
-    CALL("GET", NULL);                                                          /* 4 */
-    CALL("POST", "42[\"kick\"]");                                               /* 5 */
-    CALL("GET", NULL);                                                          /* 6 */
-    CALL("POST", "42[\"hello\",1]");                                            /* 7: closes */
-    CALL("GET", NULL);                                                          /* 8 */
+    CALL("POST", "40\x1e"
+                 "40/nope,\x1e"
+                 "40/feed,{\"user\":\"mallory\"}"); /* 1 */
+    CALL("GET", NULL);                              /* 2 */
+    CALL("POST", "42[\"hello\",1]\x1e"
+                 "427[\"ask\",2]");  /* 3 */
+    CALL("GET", NULL);               /* 4 */
+    CALL("POST", "42[\"kick\"]");    /* 5 */
+    CALL("GET", NULL);               /* 6 */
+    CALL("POST", "42[\"hello\",1]"); /* 7: closes */
+    CALL("GET", NULL);               /* 8 */
 #undef CALL
     uv_async_send(&fx->done);
     return NULL;
@@ -425,7 +434,8 @@ static void test_polling_socketio_session(void **state)
                                         "44/feed,{\"message\":\"nope\"}");
     assert_string_equal(fx->answers[3], "200 ok");
     /* the emit and the ack of one POST leave in one payload */
-    assert_string_equal(fx->answers[4], "200 42[\"hi\",1]\x1e" "437[2]");
+    assert_string_equal(fx->answers[4], "200 42[\"hi\",1]\x1e"
+                                        "437[2]");
     assert_string_equal(fx->answers[6], "200 41");
     /* an event for a namespace the client is not in closes the session */
     assert_string_equal(fx->answers[7], "200 ok");
