@@ -1037,8 +1037,11 @@ static void upgrade_complete(sess *s)
     s->probe = NULL;
     s->probe_deadline = 0;
     s->upgrading = 0;
-    if (s->get)
-        answer_get(s, "6"); /* packets still queued go over the WebSocket below */
+    if (s->get) { /* ends the poll with a bare noop: what is queued goes over the ws below */
+        rta_http_req *req = s->get;
+        s->get = NULL;
+        send_text(srv, req, "text/plain; charset=UTF-8", "6", 1);
+    }
     count_transport(srv, s->transport, -1);
     s->transport = RTA_SIO__WEBSOCKET;
     s->ws = ws;
