@@ -114,10 +114,24 @@ rta_app *rta_app_init(rta_config *cfg, uv_loop_t *loop)
     app->qcache = rta_query_cache_new((size_t)cfg->query_cache_entries,
                                       (size_t)cfg->query_cache_bytes);
     app->qctx = rta_query_ctx_new();
+    rta_rt_options ro;
+    rta_rt_options_default(&ro);
+    ro.max_subscriptions = (size_t)cfg->rt_max_subscriptions;
+    ro.max_queued_bytes = (size_t)cfg->rt_max_queued_bytes;
+    ro.slow_consumer_drop = strcmp(cfg->rt_slow_consumer, "drop") == 0;
+    ro.threshold_min_tier = cfg->rt_threshold_min_tier;
+    ro.recovery_window_ms = (uint64_t)cfg->rt_recovery_window_ms;
+    ro.ws_idle_timeout_ms = (uint64_t)cfg->rt_ws_idle_timeout_ms;
+    ro.ping_interval_ms = (uint64_t)cfg->rt_ping_interval_ms;
+    ro.ping_timeout_ms = (uint64_t)cfg->rt_ping_timeout_ms;
+    ro.tiers = cfg->tiers;
+    app->rt = rta_rt_new(loop, &ro, app->keys, app->event_log, app->store, cfg->cors_origins);
+    rta_bus_subscribe(app->bus, rta_rt_on_event, app->rt);
     if (rta_persist_load(app) != 0) {
         rta_log(RTA_LOG_ERROR, "cannot load the state from the store", NULL);
         goto fail;
     }
+
     if (cfg->sim_enabled) {
         rta_sim_options so2 = {
             .seed = (uint64_t)cfg->sim_seed,
@@ -175,6 +189,19 @@ static void on_signal(uv_signal_t *s, int signum)
     rta_app_begin_shutdown(app, signum == SIGTERM ? "SIGTERM" : "SIGINT");
 }
 
+static void on_upgrade(void *ud, rta_http_req *req, rta_conn *conn, const char *leftover,
+                       size_t len)
+{
+    rta_app *app = ud;
+    if (app->shutting_down) {
+        rta_http_send_error(req, 503, "shutting_down", "rtad is shutting down", NULL);
+        return;
+    }
+    if (!rta_rt_handle_upgrade(app->rt, req, conn, leftover, len))
+        rta_http_send_error(req, 404, "not_found", "no WebSocket endpoint at this path",
+                            json_pack("{s:s}", "path", req->path));
+}
+
 static void on_accept(void *ud, rta_conn *c)
 {
     rta_app *app = ud;
@@ -212,6 +239,7 @@ int rta_app_start(rta_app *app)
     };
     app->http = rta_http_server_new(&lim, rta_app_handle_request, app);
     rta_http_server_set_observer(app->http, rta_app_observe_request);
+    rta_http_server_set_upgrade(app->http, on_upgrade);
     rta_http_server_set_cors(app->http, cfg->cors_origins);
     app->net = rta_net_new(app->loop, (size_t)cfg->max_connections, on_accept, app);
     if (listen_on(app, cfg->listen, NULL) != 0)
@@ -259,6 +287,7 @@ static void finish_shutdown(rta_app *app)
     uv_timer_stop(&app->shutdown_timer);
     rta_persist_flush(app, 1);
     rta_net_close_all(app->net);
+
     /* Drains every queued job (the final flush included) and runs their done callbacks. */
     rta_store_close(app->store);
     app->store = NULL;
@@ -297,6 +326,7 @@ void rta_app_begin_shutdown(rta_app *app, const char *reason)
                     json_pack("{s:s}", "reason", reason));
     rta_net_stop_listening(app->net);
     uv_timer_stop(&app->sim_timer);
+    rta_rt_shutdown(app->rt);
     rta_http_server_drain(app->http, app->net);
     uv_timer_start(&app->shutdown_timer, on_shutdown_check, 0, 20);
 }
@@ -308,6 +338,7 @@ void rta_app_free(rta_app *app)
     if (app->store)
         rta_store_close(app->store);
     rta_persist_free(app);
+    rta_rt_free(app->rt);
     if (app->sim)
         rta_sim_free(app->sim);
     if (app->qcache)

@@ -6,11 +6,14 @@
 
 #include "rta/app.h"
 #include "rta/metrics.h"
+#include "rta/realtime.h"
 #include "rta/simulator.h"
 
 #include <jansson.h>
 
 typedef struct dirty_entry dirty_entry;
+typedef struct prefs_entry prefs_entry;
+typedef struct disabled_target disabled_target;
 
 struct rta_app {
     uv_loop_t *loop;
@@ -26,6 +29,7 @@ struct rta_app {
     rta_http_server *http;
     SSL_CTX *ssl_ctx;
     rta_sim *sim;
+    rta_rt *rt;                 /* realtime API: Socket.IO + plain WebSocket clients */
     int64_t started_ms;
 
     uv_timer_t sim_timer;

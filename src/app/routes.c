@@ -208,6 +208,8 @@ static int authenticate(rta_app *app, rta_http_req *req, uint32_t perm)
 void rta_app_handle_request(void *ud, rta_http_req *req)
 {
     rta_app *app = ud;
+    if (rta_rt_handle_http(app->rt, req)) /* Socket.IO long-polling under /socket.io/ */
+        return;
     const route *found = NULL;
     char allow[128] = "";
     for (size_t i = 0; i < RTA_ARRAY_LEN(routes); i++) {
