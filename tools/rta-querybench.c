@@ -45,8 +45,8 @@ typedef struct {
     double cpu_p50_us, cpu_p99_us, cpu_qps; /* thread CPU time: immune to other processes */
     double parse_us, exec_us, encode_us;    /* mean CPU per phase */
     size_t n;
-    long long total;    /* meta.total of the last answer */
-    size_t bytes;       /* response size */
+    long long total; /* meta.total of the last answer */
+    size_t bytes;    /* response size */
 } query_result;
 
 static double seconds_per_run = 3.0;
@@ -339,8 +339,8 @@ static double pass_tvl(double tvl)
 }
 
 typedef struct {
-    double ups;       /* updates per second of elapsed time */
-    double cpu_ups;   /* updates per second of this thread's CPU time */
+    double ups;     /* updates per second of elapsed time */
+    double cpu_ups; /* updates per second of this thread's CPU time */
     double events_per_update;
     size_t updates;
 } ingest_result;
@@ -360,8 +360,10 @@ static void run_apply(rta_state *st, const update_set *s, size_t batch, double s
         for (size_t i = 0; i < s->n; i += batch) {
             size_t end = i + batch < s->n ? i + batch : s->n;
             for (size_t j = i; j < end; j++) {
-                rta_tvl_update u = {.protocol = s->protocol[j], .chain = s->chain[j],
-                                    .tvl = pass_tvl(s->tvl[j]), .ts_ms = base + s->dt_ms[j]};
+                rta_tvl_update u = {.protocol = s->protocol[j],
+                                    .chain = s->chain[j],
+                                    .tvl = pass_tvl(s->tvl[j]),
+                                    .ts_ms = base + s->dt_ms[j]};
                 size_t nout = 0;
                 rta_state_apply_tvl(st, &u, "bench", ev, 2, &nout);
                 for (size_t k = 0; k < nout; k++)
@@ -412,8 +414,7 @@ static void run_ingest_json(rta_state *st, const update_set *s, size_t batch, do
                                         "%s{\"protocol\":\"%s\",\"chain\":\"%s\",\"tvl\":%.2f,"
                                         "\"timestamp\":%.3f}",
                                         j == b * batch ? "" : ",", s->protocol[j], s->chain[j],
-                                        pass_tvl(s->tvl[j]),
-                                        (double)(base + s->dt_ms[j]) / 1000.0);
+                                        pass_tvl(s->tvl[j]), (double)(base + s->dt_ms[j]) / 1000.0);
             snprintf(t + len, cap - len, "]}");
             bodies[b] = t;
         }
@@ -625,8 +626,8 @@ int main(int argc, char **argv)
         if (only && strcmp(only, qs[i].name) != 0)
             continue;
         for (int r = 0; r < repeats; r++)
-            if (run_query(st, qs[i].body, now, seconds_per_run, samples, cpu_samples,
-                          &runs[r]) != 0) {
+            if (run_query(st, qs[i].body, now, seconds_per_run, samples, cpu_samples, &runs[r]) !=
+                0) {
                 rc = 1;
                 free(samples);
                 free(cpu_samples);
@@ -667,8 +668,7 @@ int main(int argc, char **argv)
             qsort(runs, (size_t)repeats, sizeof runs[0], cmp_ingest_ups);
             ing[kind] = runs[repeats / 2];
             printf("%-20s %10.0f updates/s wall %10.0f updates/s cpu  (%.2f events/update)\n",
-                   ing_names[kind], ing[kind].ups, ing[kind].cpu_ups,
-                   ing[kind].events_per_update);
+                   ing_names[kind], ing[kind].ups, ing[kind].cpu_ups, ing[kind].events_per_update);
         }
         rta_state_free(st2);
         update_set_free(&us);
@@ -681,32 +681,29 @@ int main(int argc, char **argv)
     for (size_t i = 0; i < nq; i++)
         if (med[i].n) /* skipped by --only otherwise */
             json_object_set_new(jq, qs[i].name,
-                            json_pack("{s:I,s:f,s:f,s:f,s:f,s:f,s:f,s:f,s:f,s:f,s:f,s:f,s:I}",
-                                      "total",
-                                      (json_int_t)med[i].total, "p50_us", med[i].p50_us, "p99_us",
-                                      med[i].p99_us, "max_us", med[i].max_us, "mean_us",
-                                      med[i].mean_us, "qps", med[i].qps, "cpu_p50_us",
-                                      med[i].cpu_p50_us, "cpu_p99_us", med[i].cpu_p99_us,
-                                      "cpu_qps", med[i].cpu_qps, "parse_us", med[i].parse_us,
-                                      "exec_us", med[i].exec_us, "encode_us", med[i].encode_us,
-                                      "bytes",
-                                      (json_int_t)med[i].bytes));
+                                json_pack("{s:I,s:f,s:f,s:f,s:f,s:f,s:f,s:f,s:f,s:f,s:f,s:f,s:I}",
+                                          "total", (json_int_t)med[i].total, "p50_us",
+                                          med[i].p50_us, "p99_us", med[i].p99_us, "max_us",
+                                          med[i].max_us, "mean_us", med[i].mean_us, "qps",
+                                          med[i].qps, "cpu_p50_us", med[i].cpu_p50_us, "cpu_p99_us",
+                                          med[i].cpu_p99_us, "cpu_qps", med[i].cpu_qps, "parse_us",
+                                          med[i].parse_us, "exec_us", med[i].exec_us, "encode_us",
+                                          med[i].encode_us, "bytes", (json_int_t)med[i].bytes));
     json_t *ji = json_object();
     if (!no_ingest)
         for (int k = 0; k < 3; k++)
             json_object_set_new(ji, ing_names[k],
                                 json_pack("{s:f,s:f,s:f}", "updates_per_s", ing[k].ups,
-                                          "cpu_updates_per_s", ing[k].cpu_ups,
-                                          "events_per_update", ing[k].events_per_update));
-    json_t *all = json_pack(
-        "{s:s,s:I,s:I,s:I,s:I,s:f,s:f,s:I,s:f,s:f,s:i,s:f,s:f,s:o,s:o}", "bench", "query",
-        "seed",
-        (json_int_t)so.seed, "protocols", (json_int_t)st->nprotocols, "chains",
-        (json_int_t)st->nchains, "pairs", (json_int_t)st->npairs, "load_ms", load_ms,
-        "seconds_per_run", seconds_per_run, "state_bytes", (json_int_t)state_bytes,
-        "rss_loaded_mib", (double)rss_loaded / 1024.0, "rss_peak_mib", (double)hwm / 1024.0,
-        "repeats", repeats, "scan_ns_per_pair", floor_scan_ns, "change_ns_per_pair",
-        floor_change_ns, "queries", jq, "ingest", ji);
+                                          "cpu_updates_per_s", ing[k].cpu_ups, "events_per_update",
+                                          ing[k].events_per_update));
+    json_t *all =
+        json_pack("{s:s,s:I,s:I,s:I,s:I,s:f,s:f,s:I,s:f,s:f,s:i,s:f,s:f,s:o,s:o}", "bench", "query",
+                  "seed", (json_int_t)so.seed, "protocols", (json_int_t)st->nprotocols, "chains",
+                  (json_int_t)st->nchains, "pairs", (json_int_t)st->npairs, "load_ms", load_ms,
+                  "seconds_per_run", seconds_per_run, "state_bytes", (json_int_t)state_bytes,
+                  "rss_loaded_mib", (double)rss_loaded / 1024.0, "rss_peak_mib",
+                  (double)hwm / 1024.0, "repeats", repeats, "scan_ns_per_pair", floor_scan_ns,
+                  "change_ns_per_pair", floor_change_ns, "queries", jq, "ingest", ji);
     char *line = json_dumps(all, JSON_COMPACT | JSON_PRESERVE_ORDER);
     printf("%s\n", line);
     free(line);
