@@ -22,9 +22,9 @@ enum { BREAKER_CLOSED = 0, BREAKER_OPEN = 1, BREAKER_HALF_OPEN = 2 };
 struct notify_breaker {
     char host[NOTIFY_HOST_MAX];
     int state;
-    int failures;            /* consecutive RETRY-class outcomes */
-    uint64_t open_until_ms;  /* monotonic */
-    bool probe_out;          /* half-open: the probe is running */
+    int failures;           /* consecutive RETRY-class outcomes */
+    uint64_t open_until_ms; /* monotonic */
+    bool probe_out;         /* half-open: the probe is running */
     UT_hash_handle hh;
 };
 
@@ -112,7 +112,8 @@ void rta__breaker_release(rta_notify *n, const char *host, bool probe)
 void rta__breaker_free_all(rta_notify *n)
 {
     notify_breaker *b, *tmp;
-    HASH_ITER(hh, n->breakers, b, tmp) {
+    HASH_ITER(hh, n->breakers, b, tmp)
+    {
         HASH_DEL(n->breakers, b);
         free(b);
     }
@@ -124,7 +125,8 @@ void rta_notify_each_breaker(rta_notify *n, void (*fn)(void *ud, const char *hos
 {
     uint64_t now = now_ms();
     notify_breaker *b, *tmp;
-    HASH_ITER(hh, n->breakers, b, tmp) {
+    HASH_ITER(hh, n->breakers, b, tmp)
+    {
         int state = b->state;
         if (state == BREAKER_OPEN && now >= b->open_until_ms)
             state = BREAKER_HALF_OPEN; /* the next send will be the probe */

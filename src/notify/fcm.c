@@ -36,7 +36,8 @@ int rta__fcm_setup(notify_xfer *x)
     snprintf(x->host, sizeof x->host, "%s", n->fcm_host);
     if (!valid_token(r->target, 4096))
         return rta__notify_fail(x, RTA_NOTIFY_PERMANENT, "bad device token");
-    if (strspn(n->fcm_project, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.") !=
+    if (strspn(n->fcm_project,
+               "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.") !=
         strlen(n->fcm_project))
         return rta__notify_fail(x, RTA_NOTIFY_PERMANENT, "bad fcm project");
     if (n->fcm_token && !valid_token(n->fcm_token, 8192))
@@ -93,13 +94,15 @@ static int token_is_dead(json_t *root, int code, const char **what)
     int token_field = 0;
     size_t i;
     json_t *d;
-    json_array_foreach(json_object_get(err, "details"), i, d) {
+    json_array_foreach(json_object_get(err, "details"), i, d)
+    {
         const char *ec = json_string_value(json_object_get(d, "errorCode"));
         if (ec && error_code == NULL)
             error_code = ec;
         size_t j;
         json_t *fv;
-        json_array_foreach(json_object_get(d, "fieldViolations"), j, fv) {
+        json_array_foreach(json_object_get(d, "fieldViolations"), j, fv)
+        {
             const char *field = json_string_value(json_object_get(fv, "field"));
             if (field && strcmp(field, "message.token") == 0)
                 token_field = 1;

@@ -13,6 +13,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include "notify/notify_internal.h"
 #include "rta/log.h"
@@ -119,9 +121,15 @@ void rta__notify_finished(notify_xfer *x, CURLcode rc)
     rta_notify *n = x->n;
     list_del(&n->active, x);
     switch (x->req.channel) {
-    case RTA_CHANNEL_WEBHOOK: rta__webhook_finish(x, rc); break;
-    case RTA_CHANNEL_EMAIL: rta__smtp_finish(x, rc); break;
-    case RTA_CHANNEL_PUSH: rta__fcm_finish(x, rc); break;
+    case RTA_CHANNEL_WEBHOOK:
+        rta__webhook_finish(x, rc);
+        break;
+    case RTA_CHANNEL_EMAIL:
+        rta__smtp_finish(x, rc);
+        break;
+    case RTA_CHANNEL_PUSH:
+        rta__fcm_finish(x, rc);
+        break;
     }
     if (x->refused_private && x->res.outcome == RTA_NOTIFY_PERMANENT)
         rta__breaker_release(n, x->host, x->probe); /* the host never saw us */
@@ -133,6 +141,7 @@ void rta__notify_finished(notify_xfer *x, CURLcode rc)
 static void free_now(rta_notify *n)
 {
     rta__breaker_free_all(n);
+    free(n->fds);
     free(n->user_agent);
     free(n->smtp_url);
     free(n->smtp_user);
@@ -174,8 +183,8 @@ rta_notify *rta_notify_new(uv_loop_t *loop, const rta_notify_options *opts)
     n->smtp_password = dup_or_null(opts->smtp_password);
     n->mail_from = dup_or_null(opts->mail_from);
     n->unsubscribe_url = dup_or_null(opts->unsubscribe_url);
-    n->fcm_base_url = rta_strdup(opts->fcm_base_url ? opts->fcm_base_url
-                                                    : "https://fcm.googleapis.com");
+    n->fcm_base_url =
+        rta_strdup(opts->fcm_base_url ? opts->fcm_base_url : "https://fcm.googleapis.com");
     n->fcm_project = dup_or_null(opts->fcm_project);
     n->fcm_token = dup_or_null(opts->fcm_token);
     /* the copies replace the caller's pointers */
@@ -188,8 +197,8 @@ rta_notify *rta_notify_new(uv_loop_t *loop, const rta_notify_options *opts)
     n->opts.fcm_base_url = n->fcm_base_url;
     n->opts.fcm_project = n->fcm_project;
     n->opts.fcm_token = n->fcm_token;
-    if (n->smtp_url && rta__notify_url_host(n->smtp_url, n->smtp_host, sizeof n->smtp_host,
-                                            NULL, 0) != 0)
+    if (n->smtp_url &&
+        rta__notify_url_host(n->smtp_url, n->smtp_host, sizeof n->smtp_host, NULL, 0) != 0)
         rta_log(RTA_LOG_WARN, "notify: cannot parse smtp_url", NULL);
     if (rta__notify_url_host(n->fcm_base_url, n->fcm_host, sizeof n->fcm_host, NULL, 0) != 0)
         rta_log(RTA_LOG_WARN, "notify: cannot parse fcm_base_url", NULL);
@@ -232,6 +241,8 @@ void rta_notify_free(rta_notify *n)
     n->done_tail = NULL;
     uv_timer_stop(&n->defer);
     uv_close((uv_handle_t *)&n->defer, on_defer_closed);
+    for (size_t i = 0; i < n->nfds; i++) /* no goodbyes: see on_open_socket */
+        shutdown(n->fds[i], SHUT_RDWR);
     rta__curl_uv_shutdown(n);
 }
 
@@ -265,10 +276,18 @@ int rta_notify_send(rta_notify *n, const rta_notify_request *req, rta_notify_cb 
         goto out;
     }
     switch (x->req.channel) {
-    case RTA_CHANNEL_WEBHOOK: rc = rta__webhook_setup(x); break;
-    case RTA_CHANNEL_EMAIL: rc = rta__smtp_setup(x); break;
-    case RTA_CHANNEL_PUSH: rc = rta__fcm_setup(x); break;
-    default: rta__notify_fail(x, RTA_NOTIFY_PERMANENT, "unknown channel"); break;
+    case RTA_CHANNEL_WEBHOOK:
+        rc = rta__webhook_setup(x);
+        break;
+    case RTA_CHANNEL_EMAIL:
+        rc = rta__smtp_setup(x);
+        break;
+    case RTA_CHANNEL_PUSH:
+        rc = rta__fcm_setup(x);
+        break;
+    default:
+        rta__notify_fail(x, RTA_NOTIFY_PERMANENT, "unknown channel");
+        break;
     }
     if (rc != 0)
         goto out;
@@ -377,6 +396,41 @@ void rta__notify_transport_error(notify_xfer *x, CURLcode rc)
                  x->errbuf[0] ? x->errbuf : curl_easy_strerror(rc));
 }
 
+/* Every socket curl opens comes from here: the private-address check for webhooks, and a
+ * record of the fd so rta_notify_free can shut the connections down before curl closes them
+ * (curl says QUIT to cached SMTP connections and waits for the answer, up to 120 s: with
+ * the socket shut down that wait ends at once). */
+static curl_socket_t on_open_socket(void *clientp, curlsocktype purpose, struct curl_sockaddr *addr)
+{
+    notify_xfer *x = clientp;
+    rta_notify *n = x->n;
+    if (x->check_address && rta__notify_addr_is_private(&addr->addr)) {
+        x->refused_private = true;
+        return CURL_SOCKET_BAD;
+    }
+    int fd = socket(addr->family, addr->socktype | SOCK_CLOEXEC, addr->protocol);
+    if (fd < 0)
+        return CURL_SOCKET_BAD;
+    if (n->nfds == n->fds_cap) {
+        n->fds_cap = n->fds_cap ? n->fds_cap * 2 : 16;
+        n->fds = rta_xrealloc(n->fds, n->fds_cap * sizeof *n->fds);
+    }
+    n->fds[n->nfds++] = fd;
+    return fd;
+}
+
+static int on_close_socket(void *clientp, curl_socket_t fd)
+{
+    rta_notify *n = clientp; /* not the transfer: cached connections outlive it */
+    for (size_t i = 0; i < n->nfds; i++) {
+        if (n->fds[i] == fd) {
+            n->fds[i] = n->fds[--n->nfds];
+            break;
+        }
+    }
+    return close(fd);
+}
+
 static size_t on_write(char *data, size_t size, size_t nmemb, void *ud)
 {
     notify_xfer *x = ud;
@@ -422,6 +476,10 @@ CURL *rta__notify_easy_new(notify_xfer *x, const char *url)
     curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
     curl_easy_setopt(e, CURLOPT_HEADERDATA, x);
     curl_easy_setopt(e, CURLOPT_USERAGENT, n->user_agent);
+    curl_easy_setopt(e, CURLOPT_OPENSOCKETFUNCTION, on_open_socket);
+    curl_easy_setopt(e, CURLOPT_OPENSOCKETDATA, x);
+    curl_easy_setopt(e, CURLOPT_CLOSESOCKETFUNCTION, on_close_socket);
+    curl_easy_setopt(e, CURLOPT_CLOSESOCKETDATA, n);
     x->easy = e;
     return e;
 }

@@ -13,10 +13,10 @@
 #include "rta/buf.h"
 #include "rta/notify.h"
 
-#define NOTIFY_RESP_MAX (64 * 1024)      /* response bytes kept (the rest is read, dropped) */
-#define NOTIFY_BODY_MAX (1024 * 1024)    /* webhook body / push text / email message cap */
+#define NOTIFY_RESP_MAX (64 * 1024)   /* response bytes kept (the rest is read, dropped) */
+#define NOTIFY_BODY_MAX (1024 * 1024) /* webhook body / push text / email message cap */
 #define NOTIFY_HOST_MAX 256
-#define NOTIFY_BREAKERS_MAX 10000        /* hosts tracked at once (beyond: not tracked) */
+#define NOTIFY_BREAKERS_MAX 10000 /* hosts tracked at once (beyond: not tracked) */
 #define NOTIFY_RETRY_AFTER_MAX_MS (24LL * 3600 * 1000)
 
 typedef struct notify_breaker notify_breaker;
@@ -25,19 +25,21 @@ typedef struct notify_xfer notify_xfer;
 
 struct rta_notify {
     uv_loop_t *loop;
-    rta_notify_options opts;        /* strings below are owned copies */
+    rta_notify_options opts; /* strings below are owned copies */
     char *user_agent, *smtp_url, *smtp_user, *smtp_password, *mail_from, *unsubscribe_url;
     char *fcm_base_url, *fcm_project, *fcm_token;
     char smtp_host[NOTIFY_HOST_MAX], fcm_host[NOTIFY_HOST_MAX];
     CURLM *multi;
-    uv_timer_t timer;               /* curl's timeout */
-    uv_timer_t defer;               /* runs callbacks of transfers finished without curl */
-    size_t open_handles;            /* uv handles not yet closed (timer, defer, polls) */
-    notify_sock *socks;             /* every socket curl told us about */
-    notify_xfer *active;            /* transfers inside curl */
-    notify_xfer *done, *done_tail;  /* finished without curl, callback pending (FIFO) */
-    size_t in_flight;               /* active + done */
-    notify_breaker *breakers;       /* uthash by host */
+    uv_timer_t timer;              /* curl's timeout */
+    uv_timer_t defer;              /* runs callbacks of transfers finished without curl */
+    size_t open_handles;           /* uv handles not yet closed (timer, defer, polls) */
+    notify_sock *socks;            /* every socket curl told us about */
+    notify_xfer *active;           /* transfers inside curl */
+    notify_xfer *done, *done_tail; /* finished without curl, callback pending (FIFO) */
+    size_t in_flight;              /* active + done */
+    int *fds;                      /* sockets curl opened and has not closed yet */
+    size_t nfds, fds_cap;
+    notify_breaker *breakers; /* uthash by host */
     size_t nbreakers;
     bool closing;
 };
@@ -45,16 +47,17 @@ struct rta_notify {
 struct notify_xfer {
     rta_notify *n;
     CURL *easy;
-    rta_notify_request req;         /* string members point into owned copies */
+    rta_notify_request req; /* string members point into owned copies */
     rta_notify_cb cb;
     void *ud;
     rta_notify_result res;
-    char host[NOTIFY_HOST_MAX];     /* breaker key, "" = none */
-    bool probe;                     /* the half-open probe of its host */
-    bool refused_private;           /* the open-socket hook refused an address */
+    char host[NOTIFY_HOST_MAX]; /* breaker key, "" = none */
+    bool probe;                 /* the half-open probe of its host */
+    bool check_address;         /* refuse private addresses (webhooks) */
+    bool refused_private;       /* the open-socket hook refused an address */
     struct curl_slist *headers, *rcpt;
-    rta_dbuf resp;                  /* response body, capped at NOTIFY_RESP_MAX */
-    rta_dbuf upload;                /* request body / email message */
+    rta_dbuf resp;   /* response body, capped at NOTIFY_RESP_MAX */
+    rta_dbuf upload; /* request body / email message */
     size_t upload_off;
     int64_t retry_after_ms;
     uint64_t start_ns;

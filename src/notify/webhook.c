@@ -2,8 +2,8 @@
  * Webhook channel: one signed HTTP POST per attempt (Standard Webhooks headers webhook-id,
  * webhook-timestamp, webhook-signature). Redirects are not followed, and unless
  * allow_private_targets is set every address curl is about to connect to is checked in the
- * open-socket hook, so a name that resolves (or re-resolves: DNS rebinding) to a loopback,
- * private or link-local address is refused: the check is on the address actually used.
+ * open-socket hook (notify.c), so a name that resolves (or re-resolves: DNS rebinding) to a
+ * loopback, private or link-local address is refused: the check is on the address actually used.
  *
  * Answers: 2xx OK; 410 DISABLE_TARGET; 408, 429, 5xx RETRY (with Retry-After); 3xx PERMANENT
  * (a redirecting endpoint is misconfigured and will redirect again); other 4xx PERMANENT;
@@ -21,16 +21,16 @@
 static int v4_is_private(uint32_t a) /* host byte order */
 {
     uint8_t b0 = (uint8_t)(a >> 24), b1 = (uint8_t)(a >> 16), b2 = (uint8_t)(a >> 8);
-    return b0 == 0                                  /* 0.0.0.0/8 "this network" */
-           || b0 == 10                              /* 10/8 */
-           || b0 == 127                             /* loopback */
-           || (b0 == 100 && (b1 & 0xc0) == 64)      /* 100.64/10 carrier-grade NAT */
-           || (b0 == 169 && b1 == 254)              /* link-local (cloud metadata) */
-           || (b0 == 172 && (b1 & 0xf0) == 16)      /* 172.16/12 */
-           || (b0 == 192 && b1 == 168)              /* 192.168/16 */
-           || (b0 == 192 && b1 == 0 && b2 == 0)     /* 192.0.0/24 protocol assignments */
-           || (b0 == 198 && (b1 & 0xfe) == 18)      /* 198.18/15 benchmarking */
-           || b0 >= 224;                            /* multicast, reserved, broadcast */
+    return b0 == 0                              /* 0.0.0.0/8 "this network" */
+           || b0 == 10                          /* 10/8 */
+           || b0 == 127                         /* loopback */
+           || (b0 == 100 && (b1 & 0xc0) == 64)  /* 100.64/10 carrier-grade NAT */
+           || (b0 == 169 && b1 == 254)          /* link-local (cloud metadata) */
+           || (b0 == 172 && (b1 & 0xf0) == 16)  /* 172.16/12 */
+           || (b0 == 192 && b1 == 168)          /* 192.168/16 */
+           || (b0 == 192 && b1 == 0 && b2 == 0) /* 192.0.0/24 protocol assignments */
+           || (b0 == 198 && (b1 & 0xfe) == 18)  /* 198.18/15 benchmarking */
+           || b0 >= 224;                        /* multicast, reserved, broadcast */
 }
 
 int rta__notify_addr_is_private(const struct sockaddr *sa)
@@ -48,28 +48,17 @@ int rta__notify_addr_is_private(const struct sockaddr *sa)
     if (memcmp(a, zero, 15) == 0)
         return 1; /* :: and ::1 */
     if (memcmp(a, mapped, 12) == 0 || memcmp(a, nat64, 12) == 0 || memcmp(a, zero, 12) == 0)
-        return v4_is_private((uint32_t)a[12] << 24 | (uint32_t)a[13] << 16 |
-                             (uint32_t)a[14] << 8 | a[15]); /* mapped, NAT64, v4-compatible */
+        return v4_is_private((uint32_t)a[12] << 24 | (uint32_t)a[13] << 16 | (uint32_t)a[14] << 8 |
+                             a[15]);  /* mapped, NAT64, v4-compatible */
     if (a[0] == 0x20 && a[1] == 0x02) /* 6to4: 2002:V4ADDR::/48 */
-        return v4_is_private((uint32_t)a[2] << 24 | (uint32_t)a[3] << 16 |
-                             (uint32_t)a[4] << 8 | a[5]);
-    return (a[0] & 0xfe) == 0xfc                    /* fc00::/7 unique local */
-           || (a[0] == 0xfe && (a[1] & 0xc0) == 0x80) /* fe80::/10 link-local */
-           || (a[0] == 0xfe && (a[1] & 0xc0) == 0xc0) /* fec0::/10 old site-local */
-           || a[0] == 0xff                          /* multicast */
+        return v4_is_private((uint32_t)a[2] << 24 | (uint32_t)a[3] << 16 | (uint32_t)a[4] << 8 |
+                             a[5]);
+    return (a[0] & 0xfe) == 0xfc                            /* fc00::/7 unique local */
+           || (a[0] == 0xfe && (a[1] & 0xc0) == 0x80)       /* fe80::/10 link-local */
+           || (a[0] == 0xfe && (a[1] & 0xc0) == 0xc0)       /* fec0::/10 old site-local */
+           || a[0] == 0xff                                  /* multicast */
            || (a[0] == 0x01 && memcmp(a + 1, zero, 7) == 0) /* 100::/64 discard */
            || (a[0] == 0x20 && a[1] == 0x01 && a[2] == 0x0d && a[3] == 0xb8); /* docs */
-}
-
-static curl_socket_t on_open_socket(void *clientp, curlsocktype purpose,
-                                    struct curl_sockaddr *addr)
-{
-    notify_xfer *x = clientp;
-    if (!x->n->opts.allow_private_targets && rta__notify_addr_is_private(&addr->addr)) {
-        x->refused_private = true;
-        return CURL_SOCKET_BAD;
-    }
-    return socket(addr->family, addr->socktype | SOCK_CLOEXEC, addr->protocol);
 }
 
 static int add_header(notify_xfer *x, const char *name, const char *value)
@@ -101,8 +90,7 @@ int rta__webhook_setup(notify_xfer *x)
     snprintf(ts, sizeof ts, "%" PRId64, r->timestamp_s);
 
     CURL *e = rta__notify_easy_new(x, r->target);
-    if (e == NULL ||
-        add_header(x, "Content-Type", "application/json") != 0 ||
+    if (e == NULL || add_header(x, "Content-Type", "application/json") != 0 ||
         add_header(x, "webhook-id", r->delivery_id) != 0 ||
         add_header(x, "webhook-timestamp", ts) != 0 ||
         add_header(x, "webhook-signature", sig) != 0 ||
@@ -113,8 +101,7 @@ int rta__webhook_setup(notify_xfer *x)
     curl_easy_setopt(e, CURLOPT_POST, 1L);
     curl_easy_setopt(e, CURLOPT_POSTFIELDS, body);
     curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)body_len);
-    curl_easy_setopt(e, CURLOPT_OPENSOCKETFUNCTION, on_open_socket);
-    curl_easy_setopt(e, CURLOPT_OPENSOCKETDATA, x);
+    x->check_address = !x->n->opts.allow_private_targets; /* in rta__notify_easy_new's hook */
     return 0;
 }
 

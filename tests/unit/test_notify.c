@@ -250,14 +250,17 @@ static void test_sign_vector(void **state)
     char out[128];
     const char *body = "{\"test\": 2432232314}";
     assert_int_equal(rta_webhook_sign(SECRET, "msg_p5jXN8AQM9LWM0D4loKWxJek", TS, body,
-                                      strlen(body), out, sizeof out), 0);
+                                      strlen(body), out, sizeof out),
+                     0);
     assert_string_equal(out, "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=");
     /* the timestamp is signed */
     assert_int_equal(rta_webhook_sign(SECRET, "msg_p5jXN8AQM9LWM0D4loKWxJek", TS + 1, body,
-                                      strlen(body), out, sizeof out), 0);
+                                      strlen(body), out, sizeof out),
+                     0);
     assert_string_not_equal(out, "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=");
-    assert_int_equal(rta_webhook_sign("MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", "id", TS, "", 0, out,
-                                      sizeof out), -1); /* no prefix */
+    assert_int_equal(
+        rta_webhook_sign("MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", "id", TS, "", 0, out, sizeof out),
+        -1); /* no prefix */
     assert_int_equal(rta_webhook_sign("whsec_!!!!", "id", TS, "", 0, out, sizeof out), -1);
     assert_int_equal(rta_webhook_sign("whsec_", "id", TS, "", 0, out, sizeof out), -1);
     assert_int_equal(rta_webhook_sign(NULL, "id", TS, "", 0, out, sizeof out), -1);
@@ -289,14 +292,31 @@ static int is_private(const char *ip)
 
 static void test_private_ranges(void **state)
 {
-    const char *priv[] = {"127.0.0.1", "127.255.0.9", "10.1.2.3", "172.16.0.1", "172.31.255.255",
-                          "192.168.1.1", "169.254.169.254", "0.0.0.0", "100.64.0.1",
-                          "224.0.0.1", "255.255.255.255", "::", "::1", "fe80::1", "fc00::1",
-                          "fd12:3456::1", "ff02::1", "::ffff:127.0.0.1", "::ffff:10.0.0.1",
-                          "64:ff9b::a9fe:a9fe", "2002:c0a8:0101::1"};
-    const char *pub[] = {"8.8.8.8", "1.1.1.1", "172.32.0.1", "172.15.255.255", "192.169.0.1",
-                         "100.128.0.1", "11.0.0.1", "2606:4700:4700::1111", "2a00:1450::1",
-                         "::ffff:8.8.8.8", "2002:0808:0808::1"};
+    const char *priv[] = {"127.0.0.1",
+                          "127.255.0.9",
+                          "10.1.2.3",
+                          "172.16.0.1",
+                          "172.31.255.255",
+                          "192.168.1.1",
+                          "169.254.169.254",
+                          "0.0.0.0",
+                          "100.64.0.1",
+                          "224.0.0.1",
+                          "255.255.255.255",
+                          "::",
+                          "::1",
+                          "fe80::1",
+                          "fc00::1",
+                          "fd12:3456::1",
+                          "ff02::1",
+                          "::ffff:127.0.0.1",
+                          "::ffff:10.0.0.1",
+                          "64:ff9b::a9fe:a9fe",
+                          "2002:c0a8:0101::1"};
+    const char *pub[] = {
+        "8.8.8.8",      "1.1.1.1",        "172.32.0.1",       "172.15.255.255",
+        "192.169.0.1",  "100.128.0.1",    "11.0.0.1",         "2606:4700:4700::1111",
+        "2a00:1450::1", "::ffff:8.8.8.8", "2002:0808:0808::1"};
     for (size_t i = 0; i < RTA_ARRAY_LEN(priv); i++)
         if (!is_private(priv[i]))
             fail_msg("%s should be private", priv[i]);
@@ -313,8 +333,7 @@ static void test_retry_after_parse(void **state)
     assert_int_equal(rta__notify_parse_retry_after("Thu, 25 Feb 2021 15:03:10 GMT\r\n", now),
                      60000);
     assert_int_equal(rta__notify_parse_retry_after("Thu, 25 Feb 2021 15:00:00 GMT", now), 0);
-    assert_int_equal(rta__notify_parse_retry_after("999999999999", now),
-                     NOTIFY_RETRY_AFTER_MAX_MS);
+    assert_int_equal(rta__notify_parse_retry_after("999999999999", now), NOTIFY_RETRY_AFTER_MAX_MS);
     assert_int_equal(rta__notify_parse_retry_after("soon", now), -1);
     assert_int_equal(rta__notify_parse_retry_after("12abc", now), -1);
     assert_int_equal(rta__notify_parse_retry_after("", now), -1);
@@ -342,7 +361,8 @@ static void test_webhook_ok(void **state)
     /* recompute the signature over what the receiver got */
     char sig[128];
     assert_int_equal(rta_webhook_sign(SECRET, H.h_id, strtoll(H.h_ts, NULL, 10), H.body,
-                                      strlen(H.body), sig, sizeof sig), 0);
+                                      strlen(H.body), sig, sizeof sig),
+                     0);
     assert_string_equal(H.h_sig, sig);
     assert_string_equal(H.h_sig, "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=");
     assert_int_equal(rta_notify_in_flight(H.n), 0);
@@ -616,8 +636,8 @@ static void test_fcm(void **state)
     o.breaker_failures = 100;
     make_notify(&o);
 
-    rta_notify_result r =
-        push_with((script){.status = 200, .body = "{\"name\":\"projects/demo-project/messages/1\"}"});
+    rta_notify_result r = push_with(
+        (script){.status = 200, .body = "{\"name\":\"projects/demo-project/messages/1\"}"});
     assert_int_equal(r.outcome, RTA_NOTIFY_OK);
     assert_string_equal(H.method, "POST");
     assert_string_equal(H.path, "/v1/projects/demo-project/messages:send");
@@ -637,30 +657,31 @@ static void test_fcm(void **state)
     r = push_with((script){.status = 200, .body = "{}"});
     assert_int_equal(r.outcome, RTA_NOTIFY_RETRY);
 
-    r = push_with((script){
-        .status = 404,
-        .body = "{\"error\":{\"code\":404,\"message\":\"Requested entity was not found.\","
-                "\"status\":\"NOT_FOUND\",\"details\":[{\"@type\":\"type.googleapis.com/"
-                "google.firebase.fcm.v1.FcmError\",\"errorCode\":\"UNREGISTERED\"}]}}"});
+    r = push_with(
+        (script){.status = 404,
+                 .body = "{\"error\":{\"code\":404,\"message\":\"Requested entity was not found.\","
+                         "\"status\":\"NOT_FOUND\",\"details\":[{\"@type\":\"type.googleapis.com/"
+                         "google.firebase.fcm.v1.FcmError\",\"errorCode\":\"UNREGISTERED\"}]}}"});
     assert_int_equal(r.outcome, RTA_NOTIFY_DISABLE_TARGET);
     assert_int_equal(r.status_code, 404);
     assert_string_equal(r.error, "HTTP 404: UNREGISTERED");
 
-    r = push_with((script){
-        .status = 400,
-        .body = "{\"error\":{\"code\":400,\"status\":\"INVALID_ARGUMENT\",\"details\":["
-                "{\"errorCode\":\"INVALID_ARGUMENT\"},{\"fieldViolations\":[{\"field\":"
-                "\"message.token\",\"description\":\"Invalid registration token\"}]}]}}"});
+    r = push_with(
+        (script){.status = 400,
+                 .body = "{\"error\":{\"code\":400,\"status\":\"INVALID_ARGUMENT\",\"details\":["
+                         "{\"errorCode\":\"INVALID_ARGUMENT\"},{\"fieldViolations\":[{\"field\":"
+                         "\"message.token\",\"description\":\"Invalid registration token\"}]}]}}"});
     assert_int_equal(r.outcome, RTA_NOTIFY_DISABLE_TARGET);
 
     /* INVALID_ARGUMENT about something else than the token: our bug, not the device's */
-    r = push_with((script){
-        .status = 400,
-        .body = "{\"error\":{\"code\":400,\"status\":\"INVALID_ARGUMENT\",\"message\":"
-                "\"Invalid value at 'message.data'\"}}"});
+    r = push_with(
+        (script){.status = 400,
+                 .body = "{\"error\":{\"code\":400,\"status\":\"INVALID_ARGUMENT\",\"message\":"
+                         "\"Invalid value at 'message.data'\"}}"});
     assert_int_equal(r.outcome, RTA_NOTIFY_PERMANENT);
 
-    r = push_with((script){.status = 429, .retry_after = "30",
+    r = push_with((script){.status = 429,
+                           .retry_after = "30",
                            .body = "{\"error\":{\"code\":429,\"status\":\"RESOURCE_EXHAUSTED\"}}"});
     assert_int_equal(r.outcome, RTA_NOTIFY_RETRY);
     assert_int_equal(r.retry_after_ms, 30000);
@@ -696,6 +717,8 @@ typedef struct {
     volatile int stop;
     pthread_mutex_t mu;
     int rcpt_code, data_code;
+    int mute_quit; /* never answer QUIT */
+    int quits;
     char mail_from[256], rcpt[256];
     char data[65536];
     size_t data_len;
@@ -774,6 +797,12 @@ static void smtp_session(int fd)
             pthread_mutex_unlock(&S.mu);
             smtp_say(fd, "%d done\r\n", code);
         } else if (strcasecmp(line, "QUIT") == 0) {
+            pthread_mutex_lock(&S.mu);
+            S.quits++;
+            int mute = S.mute_quit;
+            pthread_mutex_unlock(&S.mu);
+            if (mute)
+                continue;
             smtp_say(fd, "221 bye\r\n");
             break;
         } else if (strcasecmp(line, "RSET") == 0 || strcasecmp(line, "NOOP") == 0) {
@@ -891,7 +920,8 @@ static void test_smtp(void **state)
     /* body after the blank line, QP ("=" encoded), dot-stuffed by curl on the wire */
     const char *body = strstr(d, "\r\n\r\n");
     assert_non_null(body);
-    assert_string_equal(body + 4, "ETH/USD crossed below 3000.\r\n..hidden line\r\nprice=3D2999\r\n");
+    assert_string_equal(body + 4,
+                        "ETH/USD crossed below 3000.\r\n..hidden line\r\nprice=3D2999\r\n");
     /* the encoded subject decodes back */
     const char *subj = strstr(d, "Subject: =?UTF-8?B?") + strlen("Subject: =?UTF-8?B?");
     char enc[128], dec[128];
@@ -939,6 +969,26 @@ static void test_smtp(void **state)
     smtp_stop();
 }
 
+/* A server that never answers QUIT must not hold rta_notify_free (curl would wait up to
+ * 120 s for the answer on the cached connection). */
+static void test_smtp_shutdown_unresponsive(void **state)
+{
+    smtp_start();
+    S.mute_quit = 1;
+    char smtp_url[64];
+    snprintf(smtp_url, sizeof smtp_url, "smtp://127.0.0.1:%d", S.port);
+    rta_notify_options o = base_opts();
+    o.smtp_url = smtp_url;
+    o.mail_from = "alerts@example.com";
+    make_notify(&o);
+    assert_int_equal(email_send().outcome, RTA_NOTIFY_OK);
+    uint64_t t0 = rta_mono_ns();
+    free_notify();
+    uint64_t secs = (rta_mono_ns() - t0) / 1000000000u;
+    assert_true(secs < 30); /* a bound far from both 0 and curl's 120 s, not a benchmark */
+    smtp_stop();
+}
+
 static void test_smtp_down(void **state)
 {
     char smtp_url[64];
@@ -969,6 +1019,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_fcm, setup, teardown),
         cmocka_unit_test_setup_teardown(test_channels_off, setup, teardown),
         cmocka_unit_test_setup_teardown(test_smtp, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_smtp_shutdown_unresponsive, setup, teardown),
         cmocka_unit_test_setup_teardown(test_smtp_down, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
