@@ -21,6 +21,7 @@
 #include "rta/auth.h"
 
 typedef struct rta_config {
+    char *config_path;         /* --config FILE, NULL when none (not an option itself) */
     /* [server] */
     char *listen;              /* HOST:PORT */
     char *data_dir;

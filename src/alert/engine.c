@@ -161,7 +161,14 @@ static void series_change(serctx *s, int64_t window_s, int64_t now_ms, double *c
         }
     }
     double old;
-    if (s->hist == NULL || rta_history_value_at(s->hist, ts_s_of(now_ms) - window_s, &old) != 0) {
+    int64_t first_ts;
+    int64_t from = ts_s_of(now_ms) - window_s;
+    int have = s->hist != NULL && rta_history_value_at(s->hist, from, &old) == 0;
+    /* a series younger than the window: measure from its first value */
+    if (!have && s->hist != NULL && rta_history_first(s->hist, &first_ts, &old) == 0 &&
+        first_ts >= from)
+        have = 1;
+    if (!have) {
         *cur = *prev = NAN;
     } else {
         *cur = rta_change_fraction(old, s->cur);
@@ -734,4 +741,11 @@ size_t rta_alert_engine_evaluate(rta_alert_engine *eng, const rta_state *st, con
         n += eval_key(eng, &x, "price|*", SER_TOKEN, fn, ud);
     }
     return n;
+}
+
+void rta_alert_engine_each(const rta_alert_engine *eng,
+                           void (*fn)(void *ud, const rta_alert_rule *r), void *ud)
+{
+    for (const rule_ent *re = eng->rules; re != NULL; re = re->hh.next)
+        fn(ud, re->rule);
 }

@@ -169,6 +169,8 @@ void rta_config_init(rta_config *cfg)
 
 void rta_config_free(rta_config *cfg)
 {
+    free(cfg->config_path);
+    cfg->config_path = NULL;
     for (size_t i = 0; i < RTA_ARRAY_LEN(options); i++)
         if (options[i].type == OPT_STR) {
             char **f = (char **)((char *)cfg + options[i].offset);

@@ -87,7 +87,8 @@ typedef struct saved_session {
 struct rta_rt {
     uv_loop_t *loop;
     rta_rt_options opts;
-    rta_tier tiers[RTA_TIER_COUNT];
+    const rta_tier *tiers;     /* the configuration's (follows reloads) or defaults */
+    rta_tier default_tiers[RTA_TIER_COUNT];
     rta_keyring *keys;
     rta_event_log *log;
     rta_store *store;
@@ -1204,10 +1205,8 @@ rta_rt *rta_rt_new(uv_loop_t *loop, const rta_rt_options *opts, rta_keyring *key
     rta_rt *rt = rta_xcalloc(1, sizeof *rt);
     rt->loop = loop;
     rt->opts = *opts;
-    if (opts->tiers)
-        memcpy(rt->tiers, opts->tiers, sizeof rt->tiers);
-    else
-        rta_tiers_defaults(rt->tiers);
+    rta_tiers_defaults(rt->default_tiers);
+    rt->tiers = opts->tiers ? opts->tiers : rt->default_tiers;
     rt->keys = keys;
     rt->log = log;
     rt->store = store;
