@@ -22,7 +22,7 @@ typedef struct rta_notify rta_notify;
 
 typedef struct rta_notify_options {
     /* webhooks */
-    uint64_t webhook_timeout_ms;   /* default 10000 */
+    uint64_t webhook_timeout_ms;   /* default 10000; also the SMTP and FCM transfer timeout */
     bool allow_private_targets;    /* loopback/private/link-local (tests allow loopback) */
     const char *user_agent;        /* default "rta-webhooks/0.1" */
     /* email */
@@ -81,7 +81,8 @@ typedef struct rta_notify_result {
 typedef void (*rta_notify_cb)(void *ud, const rta_notify_result *r);
 
 rta_notify *rta_notify_new(uv_loop_t *loop, const rta_notify_options *opts);
-/* Aborts transfers (callbacks run with RETRY, error "shutdown") and frees once handles close. */
+/* Aborts transfers (callbacks run with RETRY, error "shutdown", before it returns) and frees
+ * once handles close (run the loop). Not from inside an rta_notify callback. */
 void rta_notify_free(rta_notify *n);
 /* Starts one attempt; the request is copied. 0, or -1 when max_in_flight transfers run
  * (try later). cb runs on the loop, exactly once. */

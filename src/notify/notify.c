@@ -398,8 +398,8 @@ void rta__notify_transport_error(notify_xfer *x, CURLcode rc)
 
 /* Every socket curl opens comes from here: the private-address check for webhooks, and a
  * record of the fd so rta_notify_free can shut the connections down before curl closes them
- * (curl says QUIT to cached SMTP connections and waits for the answer, up to 120 s: with
- * the socket shut down that wait ends at once). */
+ * (curl says QUIT to cached SMTP connections and blocks waiting for the answer, up to the
+ * server response timeout: with the socket shut down that wait ends at once). */
 static curl_socket_t on_open_socket(void *clientp, curlsocktype purpose, struct curl_sockaddr *addr)
 {
     notify_xfer *x = clientp;
