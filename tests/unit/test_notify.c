@@ -980,13 +980,12 @@ static void test_smtp_shutdown_unresponsive(void **state)
     rta_notify_options o = base_opts();
     o.smtp_url = smtp_url;
     o.mail_from = "alerts@example.com";
-    o.webhook_timeout_ms = 60000; /* curl would wait this long for the QUIT reply */
+    /* curl would wait this long for the QUIT reply: far past the test's CTest timeout, so a
+     * blocking shutdown fails the test (no clock is read here) */
+    o.webhook_timeout_ms = 600000;
     make_notify(&o);
     assert_int_equal(email_send().outcome, RTA_NOTIFY_OK);
-    uint64_t t0 = rta_mono_ns();
     free_notify();
-    uint64_t secs = (rta_mono_ns() - t0) / 1000000000u;
-    assert_true(secs < 30); /* a bound far from both 0 and curl's 120 s, not a benchmark */
     smtp_stop();
 }
 
