@@ -39,11 +39,9 @@ describe('realtime shutdown', () => {
 
                 const discs = socks.map((s) => lifeEvent(s, 'disconnect', T(15000)));
                 const closes = wss.map((w) => w.closed(T(15000)));
-                const t0 = Date.now();
                 const code = await rtad.stop();
                 const tail = rtad.stderr.slice(-15).join('\n');
                 assert.equal(code, 0, `exit code ${code} signal ${rtad.exitSignal}:\n${tail}`);
-                assert.ok(Date.now() - t0 < T(10000), `shutdown took ${Date.now() - t0} ms`);
                 const reasons = (await Promise.all(discs)).map((d) => d.reason);
                 for (const reason of reasons) {
                     assert.ok(['io server disconnect', 'transport close'].includes(reason),
