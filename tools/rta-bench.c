@@ -75,7 +75,7 @@ typedef struct bench_opts {
     int connections, workers, rooms, source_ips, ramp;
     double rate, duration, warmup, connect_timeout;
     int mode, sub, ingest_mode, no_ingest, json, chain_in_sub;
-    double threshold;
+    double threshold; /* a fraction, as rtad's changePercent (0.01 = 1%) */
 } bench_opts;
 
 static bench_opts O = {
@@ -92,6 +92,7 @@ static bench_opts O = {
     .duration = 20,
     .warmup = 3,
     .connect_timeout = 60,
+    .threshold = 0.01,
 };
 
 /* ------------------------------------------------------------------------------------------ */
@@ -109,6 +110,7 @@ typedef struct bench_report {
     uint64_t deliveries_all; /* since start */
     uint64_t bad_events;     /* events whose latency could not be read */
     uint64_t connect_ms_max; /* slowest time from start of connect to subscribed */
+    uint64_t pending;        /* still handshaking or not started */
     rta_bench_hist hist;     /* latency while measuring */
 } bench_report;
 
@@ -168,6 +170,7 @@ struct bench_worker {
     uv_pipe_t control;
     uv_timer_t tick;
     int measuring, finishing;
+    uint64_t ticks;
     uint64_t xorshift;
     bench_report r;
     char readbuf[65536];
@@ -600,9 +603,10 @@ static void worker_start_more(bench_worker *w)
         conn_start(w, &w->conns[w->next_to_start++]);
 }
 
-static void worker_send_report(bench_worker *w, int final)
+static void worker_send_report(bench_worker *w, int is_final)
 {
-    w->r.final = (uint32_t) final;
+    w->r.final = (uint32_t)is_final;
+    w->r.pending = w->in_handshake + (w->nconns - w->next_to_start);
     if (write_full(w->report_fd, &w->r, sizeof w->r) != 0)
         w->finishing = 1; /* the parent is gone */
 }
@@ -627,10 +631,19 @@ static void worker_tick_cb(uv_timer_t *t)
     /* Handshakes stuck longer than the connect timeout fail. */
     uint64_t now = (uint64_t)rta_now_ms();
     uint64_t limit = (uint64_t)(O.connect_timeout * 1000);
+    /* Plain WebSocket clients say something every 30 s (rtad closes silent ones after
+     * realtime.ws_idle_timeout_ms); spread over the ticks. Socket.IO clients answer pings. */
+    uint64_t tick = w->ticks++;
     for (size_t i = 0; i < w->next_to_start; i++) {
         bench_conn *c = &w->conns[i];
-        if (c->state >= C_TCP && c->state < C_READY && now - c->started_ms > limit)
+        if (c->state >= C_TCP && c->state < C_READY && now - c->started_ms > limit) {
             conn_fail(c);
+        } else if (O.mode == MODE_WS && c->state == C_READY && (tick + i) % 60 == 59) {
+            ws_queue_text(c, "{\"op\":\"ping\"}", 13);
+            if (c->state == C_READY && wslay_event_want_write(c->ws) &&
+                wslay_event_send(c->ws) != 0)
+                conn_fail(c);
+        }
     }
     worker_send_report(w, 0);
 }
@@ -960,6 +973,7 @@ static void sum_reports(bench_report *t, rta_bench_hist *h)
         t->connect_failed += r->connect_failed;
         t->disconnects += r->disconnects;
         t->deliveries += r->deliveries;
+        t->pending += r->pending;
         t->deliveries_all += r->deliveries_all;
         t->bad_events += r->bad_events;
         if (r->connect_ms_max > t->connect_ms_max)
@@ -1019,9 +1033,10 @@ static void print_results(void)
            "duration=%.1fs\n",
            mode, O.host, O.port, O.connections, P.nworkers, O.rooms, O.rate, secs);
     printf("  connections: held %" PRIu64 " of %d at end, connect failures %" PRIu64
-           ", disconnects %" PRIu64 ", all connected in %.1f s (slowest %.1f s)\n",
-           t.ready, O.connections, t.connect_failed, t.disconnects, connect_s_ms / 1000.0,
-           t.connect_ms_max / 1000.0);
+           ", disconnects %" PRIu64 ", still connecting %" PRIu64
+           ", connect phase %.1f s (slowest handshake %.1f s)\n",
+           t.ready, O.connections, t.connect_failed, t.disconnects, t.pending,
+           connect_s_ms / 1000.0, t.connect_ms_max / 1000.0);
     if (!O.no_ingest)
         printf("  ingest: %" PRIu64 " updates measured (%.0f/s), %" PRIu64 " POSTs ok, %" PRIu64
                " failed (last status %d), %" PRIu64 " connection errors, %" PRIu64
@@ -1036,6 +1051,7 @@ static void print_results(void)
         printf("{\"tool\":\"rta-bench\",\"mode\":\"%s\",\"target\":\"%s:%d\",\"connections\":%d,"
                "\"workers\":%d,\"rooms\":%d,\"rate\":%.0f,\"duration_s\":%.3f,"
                "\"held\":%" PRIu64 ",\"connect_failures\":%" PRIu64 ",\"disconnects\":%" PRIu64
+               ",\"still_connecting\":%" PRIu64
                ",\"connect_all_s\":%.3f,\"ingest_updates\":%" PRIu64
                ",\"ingest_posts_failed\":%" PRIu64 ",\"ingest_skipped\":%" PRIu64
                ",\"deliveries\":%" PRIu64
@@ -1043,7 +1059,7 @@ static void print_results(void)
                "\"unreadable\":%" PRIu64 ",\"latency_ms\":{\"p50\":%.3f,\"p95\":%.3f,\"p99\":%.3f,"
                "\"p999\":%.3f,\"max\":%.3f,\"mean\":%.3f}}\n",
                mode, O.host, O.port, O.connections, P.nworkers, O.rooms, O.rate, secs, t.ready,
-               t.connect_failed, t.disconnects, connect_s_ms / 1000.0, P.items_measured,
+               t.connect_failed, t.disconnects, t.pending, connect_s_ms / 1000.0, P.items_measured,
                P.posts_failed, P.items_dropped, t.deliveries, (double)t.deliveries / secs, expect,
                ratio, t.bad_events, p50 / 1000.0, p95 / 1000.0, p99 / 1000.0, p999 / 1000.0,
                h->max / 1000.0, mean / 1000.0);
@@ -1164,7 +1180,7 @@ static void usage(FILE *f)
             "  --connect-timeout S  bound on the connect phase (default 60)\n"
             "  --mode sio|ws        Socket.IO over WebSocket, or plain WebSocket (default sio)\n"
             "  --sub protocol|tvl_changes  subscription kind (default protocol)\n"
-            "  --threshold P        changePercent threshold for --sub tvl_changes (default 0)\n"
+            "  --threshold F        |changePercent| threshold, a fraction (default 0.01)\n"
             "  --chain C            chain of every update (default ethereum)\n"
             "  --sub-chain          subscribe to protocol+chain instead of protocol\n"
             "  --source-ips K       spread over 127.0.0.2 .. 127.0.0.(K+1) (default 16)\n"
@@ -1329,7 +1345,8 @@ static int parse_args(int argc, char **argv)
     if (O.connections < 1 || O.connections > 1000000 || O.rooms < 1 || O.rooms > 1000000 ||
         O.rate < 0 || O.rate > 1e6 || O.duration <= 0 || O.duration > 3600 || O.warmup < 0 ||
         O.warmup > 600 || O.connect_timeout <= 0 || O.source_ips < 1 || O.source_ips > 250 ||
-        O.ramp < 1 || O.workers < 0 || O.workers > MAX_WORKERS || O.threshold < 0)
+        O.ramp < 1 || O.workers < 0 || O.workers > MAX_WORKERS || O.threshold < 0 ||
+        O.threshold > 100)
         return -1;
     if (strlen(O.key) > 150 || strlen(O.ingest_key) > 150 || strlen(O.chain) > 64)
         return -1;

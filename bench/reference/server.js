@@ -9,6 +9,7 @@
  *     emit('subscribe', {type:'protocol', protocol, chain?})   -> room per protocol[/chain]
  *     emit('subscribe', {type:'tvl_changes', threshold})       -> every change with
  *                                                                 |changePercent| >= threshold
+ *       (changePercent and threshold are fractions, 0.05 = 5%, as in rtad; threshold in (0, 100])
  *     emit('unsubscribe', same)                                -> leaves it
  *     receives 'tvl_change' {protocol, chain, previousTvl, currentTvl, changePercent,
  *                            timestamp, eventId, offset}
@@ -18,6 +19,9 @@
  *   POST /v1/ingest  {"tvl":[{"protocol","chain","tvl","timestamp"}]}
  *     Authorization: Bearer <key> (checked like the socket key); previous values are tracked
  *     per protocol/chain; each change (not the first value) emits one tvl_change.
+ *
+ * Left out on purpose (rtad has them; the benchmark does not exercise them): prices, recovery,
+ * per-tier limits, slow-consumer policy (socket.io buffers without bound), the event log.
  *
  * Loopback only by default. Env: PORT (default 8090), HOST (127.0.0.1), REF_API_KEY.
  */
@@ -124,7 +128,7 @@ function applyTvl(it) {
   const prev = previous.get(k);
   previous.set(k, it.tvl);
   if (prev === undefined || prev === it.tvl) return 0;
-  const changePercent = prev === 0 ? 100 : ((it.tvl - prev) / prev) * 100;
+  const changePercent = prev === 0 ? null : (it.tvl - prev) / prev; /* a fraction, as rtad */
   let ts = Date.now();
   if (typeof it.timestamp === 'number') ts = it.timestamp * 1000;
   else if (typeof it.timestamp === 'string' && !isNaN(Date.parse(it.timestamp))) ts = Date.parse(it.timestamp);
@@ -138,7 +142,8 @@ function applyTvl(it) {
     changePercent,
     timestamp: new Date(ts).toISOString(),
     eventId: `ev-${process.pid}-${eventSeq}`,
-    offset: String(offset),
+    offset,
+    source: 'ingest',
   };
   emitChange(ev);
   stats.events++;
@@ -176,8 +181,10 @@ function parseSub(s) {
     return { room: roomOf(s.protocol, s.chain) };
   }
   if (s.type === 'tvl_changes') {
-    const t = s.threshold === undefined ? 0 : Number(s.threshold);
-    if (!isFinite(t) || t < 0) return { error: 'threshold must be a number >= 0' };
+    const t = Number(s.threshold);
+    if (typeof s.threshold !== 'number' || !(t > 0 && t <= 100)) {
+      return { error: 'threshold must be a number in (0, 100]' };
+    }
     return { threshold: t };
   }
   return { error: 'unknown subscription type' };
@@ -189,8 +196,9 @@ rt.on('connection', (socket) => {
   const handle = (join) => (sub, ack) => {
     const r = parseSub(sub);
     if (r.error) {
-      if (typeof ack === 'function') ack({ ok: false, error: r.error });
-      else socket.emit('error', { message: r.error });
+      const error = { code: 'invalid_subscription', message: r.error };
+      if (typeof ack === 'function') ack({ ok: false, error });
+      else socket.emit('rta_error', { ...error, event: join ? 'subscribe' : 'unsubscribe' });
       return;
     }
     if (r.room) join ? socket.join(r.room) : socket.leave(r.room);
@@ -209,7 +217,7 @@ rt.on('connection', (socket) => {
 });
 
 function emitChange(ev) {
-  const abs = Math.abs(ev.changePercent);
+  const abs = ev.changePercent === null ? Infinity : Math.abs(ev.changePercent);
   /* Rooms: protocol-wide and protocol/chain, deduplicated by socket.io when both are joined. */
   rt.to(roomOf(ev.protocol)).to(roomOf(ev.protocol, ev.chain)).emit('tvl_change', ev);
   /* Threshold subscribers: filtered per socket (thresholds differ per socket). */
@@ -237,6 +245,10 @@ function emitChange(ev) {
 }
 
 /* ---- plain WebSocket ---- */
+function wsError(ws, code, message) {
+  ws.send(JSON.stringify({ type: 'error', error: { code, message } }));
+}
+
 const wss = new WebSocketServer({ noServer: true, perMessageDeflate: false, maxPayload: 1 << 20 });
 
 server.on('upgrade', (req, socket, head) => {
@@ -252,19 +264,20 @@ server.on('upgrade', (req, socket, head) => {
   wss.handleUpgrade(req, socket, head, (ws) => {
     ws.rooms = new Set();
     stats.wsSockets++;
+    ws.send(JSON.stringify({ type: 'welcome', lastOffset: offset, maxSubscriptions: 100 }));
     ws.on('message', (data) => {
       let msg;
       try {
         msg = JSON.parse(data.toString());
       } catch (e) {
-        return ws.send(JSON.stringify({ type: 'error', error: 'invalid_json' }));
+        return wsError(ws, 'invalid_message', 'not JSON');
       }
-      if (msg.op === 'ping') return ws.send(JSON.stringify({ type: 'pong' }));
+      if (msg.op === 'ping') return ws.send(JSON.stringify({ type: 'pong', lastOffset: offset }));
       if (msg.op !== 'subscribe' && msg.op !== 'unsubscribe') {
-        return ws.send(JSON.stringify({ type: 'error', error: 'unknown op' }));
+        return wsError(ws, 'invalid_message', 'unknown op');
       }
       const r = parseSub(msg);
-      if (r.error) return ws.send(JSON.stringify({ type: 'error', error: r.error }));
+      if (r.error) return wsError(ws, 'invalid_subscription', r.error);
       if (r.room) msg.op === 'subscribe' ? wsJoin(ws, r.room) : wsLeave(ws, r.room);
       else if (msg.op === 'subscribe') wsThreshold.set(ws, r.threshold);
       else wsThreshold.delete(ws);
