@@ -50,9 +50,14 @@ fuzz-build:
 fuzz: fuzz-build
 	@set -e; for f in $(FUZZ_BUILD)/fuzz_*; do \
 	  [ -x "$$f" ] || continue; \
-	  name=$$(basename $$f); mkdir -p tests/fuzz/corpus-$$name; \
-	  echo "fuzz: $$name for $(FUZZ_SECONDS)s"; \
-	  $$f -max_total_time=$(FUZZ_SECONDS) -print_final_stats=0 tests/fuzz/corpus-$$name tests/fuzz/seeds/$$name 2>&1 | tail -1; \
+	  name=$$(basename $$f); seeds=tests/fuzz/seeds/$$(echo $$name | cut -d_ -f2); \
+	  corpus=$(FUZZ_BUILD)/corpus-$$name; mkdir -p $$corpus; \
+	  [ -d $$seeds ] || seeds=; \
+	  if $$f -max_total_time=$(FUZZ_SECONDS) $$corpus $$seeds > $(FUZZ_BUILD)/$$name.log 2>&1; then \
+	    echo "fuzz: $$name ran $(FUZZ_SECONDS)s: $$(grep -o 'Done [0-9]* runs' $(FUZZ_BUILD)/$$name.log)"; \
+	  else \
+	    tail -40 $(FUZZ_BUILD)/$$name.log; echo "fuzz: $$name FAILED"; exit 1; \
+	  fi; \
 	done
 
 # Everything CI checks: unit + e2e on the normal build and on the ASan+UBSan build, fuzzers.

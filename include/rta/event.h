@@ -74,6 +74,9 @@ size_t rta_event_log_read(const rta_event_log *log, uint64_t after, rta_event **
 uint64_t rta_event_log_first_offset(const rta_event_log *log); /* 0 when empty */
 uint64_t rta_event_log_last_offset(const rta_event_log *log);  /* 0 when empty */
 size_t rta_event_log_count(const rta_event_log *log);
+/* Records that events up to `upto` exist but are not held (a previous run's): readers asking
+ * for them are told the log is incomplete. */
+void rta_event_log_mark_lost(rta_event_log *log, uint64_t upto);
 
 /* ---- bus ---- */
 typedef struct rta_bus rta_bus;
@@ -86,7 +89,8 @@ int rta_bus_subscribe(rta_bus *bus, rta_bus_fn fn, void *ud);
 /* Assigns the next offset, logs, and delivers. The bus takes its own references. */
 void rta_bus_publish(rta_bus *bus, rta_event *e);
 uint64_t rta_bus_last_offset(const rta_bus *bus);
-/* For restart: continue numbering after this offset. */
+/* For restart: continue numbering after this offset (the log learns that earlier offsets are
+ * not held). */
 void rta_bus_set_last_offset(rta_bus *bus, uint64_t offset);
 
 #endif

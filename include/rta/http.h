@@ -10,7 +10,7 @@
  * Request lifetime: the server owns rta_http_req. A handler answers exactly once with one of
  * the rta_http_send* functions; if the connection went away first, the answer is dropped and
  * the request freed then. Upgrade requests (WebSocket) go to the upgrade handler, which takes
- * over the connection.
+ * over the connection, or refuses by answering like any handler (the connection then closes).
  */
 #ifndef RTA_HTTP_H
 #define RTA_HTTP_H
@@ -61,7 +61,9 @@ typedef struct rta_http_req {
 } rta_http_req;
 
 typedef void (*rta_http_handler)(void *ud, rta_http_req *req);
-/* Takes over conn for another protocol; leftover = bytes after the request head. */
+/* Takes over conn for another protocol (rta_conn_set_proto; leftover = bytes after the
+ * request head; req is freed by the server when this returns), or declines by answering req
+ * with an rta_http_send* function like any handler (the connection then closes). */
 typedef void (*rta_http_upgrade_handler)(void *ud, rta_http_req *req, rta_conn *conn,
                                          const char *leftover, size_t len);
 /* Called after each answer is queued, for logs and metrics. */
@@ -84,7 +86,7 @@ void rta_http_server_set_cors(rta_http_server *srv, const char *origins);
 void rta_http_server_free(rta_http_server *srv);
 /* Attaches the HTTP protocol to a freshly accepted conn (use as the net accept callback). */
 void rta_http_server_accept(rta_http_server *srv, rta_conn *c);
-/* Requests dispatched and not yet answered. */
+/* Requests dispatched and not yet answered; once draining, also those still being received. */
 size_t rta_http_server_inflight(const rta_http_server *srv);
 /* From now on every answer carries Connection: close and idle keep-alive conns are closed. */
 void rta_http_server_drain(rta_http_server *srv, rta_net *net);

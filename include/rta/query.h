@@ -30,7 +30,7 @@
 
 #include "rta/state.h"
 
-#define RTA_QUERY_MAX_LIST 1000   /* entries in protocols/chains/categories filters */
+#define RTA_QUERY_MAX_LIST 1000 /* entries in protocols/chains/categories filters */
 #define RTA_QUERY_MAX_AGGS 16
 #define RTA_QUERY_MAX_LIMIT 1000
 
@@ -47,8 +47,21 @@ const char *rta_query_canonical(const rta_query *q);
 
 /* Runs the query over the state as of now_ms. Returns a new object
  * {"data":[rows], "aggregations":[..], "meta":{"total":n,"returned":k}}; the caller adds
- * cached / dataVersion / tookMs. */
+ * cached / dataVersion / tookMs. Builds a throw-away context: see rta_query_exec_ctx. */
 json_t *rta_query_exec(const rta_query *q, const rta_state *st, int64_t now_ms);
+
+/* Execution context: dense mirrors of the state (pair values, slug/chain ranks, categories,
+ * memoized changes) that make repeated scans cheap. They are refreshed when st->version moves,
+ * so between updates a query reads only the context. Use one context per state, on the
+ * state's thread, and free it before (or with) the state. */
+typedef struct rta_query_ctx rta_query_ctx;
+
+rta_query_ctx *rta_query_ctx_new(void);
+void rta_query_ctx_free(rta_query_ctx *c);
+
+/* rta_query_exec with a long-lived context (the fast path for a server). */
+json_t *rta_query_exec_ctx(const rta_query *q, const rta_state *st, rta_query_ctx *ctx,
+                           int64_t now_ms);
 
 /* ---- result cache: canonical query + data version -> encoded body ---- */
 typedef struct rta_query_cache rta_query_cache;

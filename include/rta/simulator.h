@@ -44,8 +44,8 @@ void rta_sim_get_options(const rta_sim *s, rta_sim_options *out);
 
 /* Emits the whole universe once at now_ms: every pair (with name and category) and every token
  * (with symbol and confidence). Either callback may be NULL. */
-void rta_sim_snapshot(rta_sim *s, int64_t now_ms, rta_sim_tvl_fn tvl_fn,
-                      rta_sim_price_fn price_fn, void *ud);
+void rta_sim_snapshot(rta_sim *s, int64_t now_ms, rta_sim_tvl_fn tvl_fn, rta_sim_price_fn price_fn,
+                      void *ud);
 
 /* Emits n random updates at now_ms and moves the simulated market: ~70% TVL updates (geometric
  * random walk, small sigma, occasional jumps of 5..30%), ~30% price updates (more volatile).

@@ -13,7 +13,7 @@
  * (a new one, or the recovered one from auth.pid to tell the client it was recovered) and
  * events carry their offset as a last string argument, as socket.io 4.6+ does.
  *
- * Broadcast fast path: a packet is encoded once (rta_sio_encode_event) and, for WebSocket
+ * Broadcast fast path: a packet is encoded once (rta_sio_encode_broadcast) and, for WebSocket
  * sockets, framed once (rta_ws_frame of the same text); rta_sio_send_packet queues the shared
  * buffers on each socket. Everything runs on the loop thread.
  */
@@ -118,8 +118,8 @@ void rta_sio_disconnect(rta_sio_socket *s, const char *reason);
 /* Encodes the Engine.IO text of an EVENT packet once:
  *   4 2 /nsp, ["event", <json_arg text as given>, "<offset>"]
  * json_arg must be valid JSON text; offset may be NULL (omitted). refcnt 1. */
-rta_rbuf *rta_sio_encode_event(const char *nsp, const char *event, const char *json_arg,
-                               size_t json_len, const char *offset);
+rta_rbuf *rta_sio_encode_broadcast(const char *nsp, const char *event, const char *json_arg,
+                                   size_t json_len, const char *offset);
 /* Queues an encoded packet: websocket sockets get ws_frame (rta_ws_frame(TEXT, eio_text) built
  * once by the caller, may be NULL to frame it here), polling sockets get eio_text. Takes its
  * own references. 0, -1 when the socket's backlog is over max_queued_bytes (nothing queued),

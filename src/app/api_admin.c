@@ -140,6 +140,7 @@ void api_keys_create(rta_app *app, rta_http_req *req)
         json_decref(body);
         return;
     }
+    json_decref(errors);
     create_job *cj = rta_xcalloc(1, sizeof *cj);
     cj->app = app;
     cj->req = req;

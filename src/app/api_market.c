@@ -178,8 +178,12 @@ void api_events(rta_app *app, rta_http_req *req)
     if (parse_u64_param(req, "after", UINT64_MAX / 2, &after) < 0 ||
         parse_u64_param(req, "limit", 1000, &limit) < 0)
         return;
-    if (limit == 0)
-        limit = 1;
+    if (limit == 0) {
+        rta_app_validation_error(req, json_pack("[{s:s,s:s,s:s}]", "path", "query.limit", "rule",
+                                                "range", "message",
+                                                "expected an integer in [1, 1000]"));
+        return;
+    }
     rta_event *evs[1000];
     int complete = 1;
     size_t n = rta_event_log_read(app->event_log, after, evs, (size_t)limit, &complete);
@@ -255,12 +259,10 @@ void api_query_advanced(rta_app *app, rta_http_req *req)
     char *fresh = NULL;
     if (!hit) {
         uint64_t e0 = rta_mono_ns();
-        json_t *res = rta_query_exec(q, app->state, rta_now_ms());
+        json_t *res = rta_query_exec_ctx(q, app->state, app->qctx, rta_now_ms());
         rta_histogram_observe(app->m_query_exec, (double)(rta_mono_ns() - e0) / 1e9);
         /* cache data + aggregations + total/returned; meta is completed per answer */
-        json_t *meta = json_object_get(res, "meta");
         char *text = json_dumps(res, JSON_COMPACT | JSON_PRESERVE_ORDER);
-        (void)meta;
         json_decref(res);
         clen = strlen(text);
         rta_query_cache_put(app->qcache, canon, version, text, clen);

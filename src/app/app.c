@@ -113,6 +113,7 @@ rta_app *rta_app_init(rta_config *cfg, uv_loop_t *loop)
     app->bus = rta_bus_new(app->event_log);
     app->qcache = rta_query_cache_new((size_t)cfg->query_cache_entries,
                                       (size_t)cfg->query_cache_bytes);
+    app->qctx = rta_query_ctx_new();
     if (rta_persist_load(app) != 0) {
         rta_log(RTA_LOG_ERROR, "cannot load the state from the store", NULL);
         goto fail;
@@ -311,6 +312,8 @@ void rta_app_free(rta_app *app)
         rta_sim_free(app->sim);
     if (app->qcache)
         rta_query_cache_free(app->qcache);
+    if (app->qctx)
+        rta_query_ctx_free(app->qctx);
     if (app->bus)
         rta_bus_free(app->bus);
     if (app->event_log)

@@ -21,6 +21,7 @@ struct rta_app {
     rta_event_log *event_log;
     rta_bus *bus;
     rta_query_cache *qcache;
+    rta_query_ctx *qctx;      /* compact copies of the state the query engine scans */
     rta_net *net;
     rta_http_server *http;
     SSL_CTX *ssl_ctx;

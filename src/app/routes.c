@@ -169,15 +169,6 @@ static int authenticate(rta_app *app, rta_http_req *req, uint32_t perm)
         return 0;
     }
     req->key = key;
-    if ((key->perms & perm) != perm) {
-        char need[64], have[128];
-        rta_perms_format(perm, need, sizeof need);
-        rta_perms_format(key->perms, have, sizeof have);
-        auth_failure(app, req, 403, "forbidden", "this key lacks the permission for this route",
-                     json_pack("{s:s,s:s,s:s}", "required", need, "granted", have, "role",
-                               key->rec.role));
-        return 0;
-    }
     const rta_tier *tier = rta_tier_find(app->cfg->tiers, key->rec.tier);
     int limit = tier ? tier->api_requests_per_minute : 0;
     int remaining = 0, reset_s = 0, retry_after = 0;
@@ -199,6 +190,16 @@ static int authenticate(rta_app *app, rta_http_req *req, uint32_t perm)
         rta_http_send_error(req, 429, "rate_limited", "too many requests for this key's tier",
                             json_pack("{s:s,s:i,s:i}", "tier", key->rec.tier, "limitPerMinute",
                                       limit, "retryAfterSeconds", retry_after));
+        return 0;
+    }
+    /* after the rate limit: refused requests cost a token too, and carry its headers */
+    if ((key->perms & perm) != perm) {
+        char need[64], have[128];
+        rta_perms_format(perm, need, sizeof need);
+        rta_perms_format(key->perms, have, sizeof have);
+        auth_failure(app, req, 403, "forbidden", "this key lacks the permission for this route",
+                     json_pack("{s:s,s:s,s:s}", "required", need, "granted", have, "role",
+                               key->rec.role));
         return 0;
     }
     return 1;

@@ -65,4 +65,6 @@ uint64_t rta_bus_last_offset(const rta_bus *bus)
 void rta_bus_set_last_offset(rta_bus *bus, uint64_t offset)
 {
     bus->last_offset = offset;
+    if (bus->log)
+        rta_event_log_mark_lost(bus->log, offset);
 }

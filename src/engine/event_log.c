@@ -104,3 +104,9 @@ size_t rta_event_log_count(const rta_event_log *log)
 {
     return log->count;
 }
+
+void rta_event_log_mark_lost(rta_event_log *log, uint64_t upto)
+{
+    if (upto > log->dropped_upto)
+        log->dropped_upto = upto;
+}

@@ -24,6 +24,7 @@ struct rta_http_server {
     char *cors_origins;   /* NULL = off */
     size_t inflight;
     int draining;
+    rta_net *net; /* set by drain: used to count requests still being received */
     http_parser_settings settings;
 };
 
@@ -44,9 +45,12 @@ struct rta_http_conn {
     const char *err_msg;
     int processing;
     int closing;
+    int in_upgrade;        /* the upgrade handler is running: http_on_close must not free */
+    int gone;              /* closed while in_upgrade */
 };
 
 static const rta_conn_proto http_proto;
+static void http_on_close_free(rta_http_conn *hc);
 
 const char *rta_http_status_text(int status)
 {
@@ -323,20 +327,11 @@ void rta_http_add_header(rta_http_req *req, const char *name, const char *value)
     rta_dbuf_printf(&req->extra_headers, "%s: %s\r\n", name, value);
 }
 
-void rta_http_send(rta_http_req *req, int status, const char *content_type, const char *body,
-                   size_t len)
+/* Serializes the answer: status line, headers, body. */
+static rta_rbuf *build_response(rta_http_req *req, int status, const char *content_type,
+                                const char *body, size_t len, int keep)
 {
     rta_http_server *srv = req->srv;
-    rta_http_conn *hc = req->hc;
-    req->status = status;
-    if (hc == NULL) { /* the client left before the answer */
-        srv->inflight--;
-        if (srv->observer)
-            srv->observer(srv->ud, req);
-        req_free(req);
-        return;
-    }
-    int keep = req->keep_alive && !srv->draining && status != 408 && !hc->closing;
     rta_dbuf out;
     rta_dbuf_init(&out, SIZE_MAX / 2);
     rta_dbuf_printf(&out, "HTTP/1.1 %d %s\r\n", status, rta_http_status_text(status));
@@ -363,6 +358,24 @@ void rta_http_send(rta_http_req *req, int status, const char *content_type, cons
     req->response_bytes = out.len;
     rta_rbuf *rb = rta_rbuf_from_dbuf(&out);
     rta_dbuf_free(&out);
+    return rb;
+}
+
+void rta_http_send(rta_http_req *req, int status, const char *content_type, const char *body,
+                   size_t len)
+{
+    rta_http_server *srv = req->srv;
+    rta_http_conn *hc = req->hc;
+    req->status = status;
+    if (hc == NULL) { /* the client left before the answer */
+        srv->inflight--;
+        if (srv->observer)
+            srv->observer(srv->ud, req);
+        req_free(req);
+        return;
+    }
+    int keep = req->keep_alive && !srv->draining && status != 408 && !hc->closing;
+    rta_rbuf *rb = build_response(req, status, content_type, body, len, keep);
     rta_conn_write(hc->conn, rb);
     rta_rbuf_unref(rb);
 
@@ -447,21 +460,28 @@ static void dispatch(rta_http_conn *hc, rta_http_req *r, const char *leftover, s
                              "this endpoint does not accept protocol upgrades");
             return;
         }
-        /* The new protocol owns the conn from here; the request is handed over for its
-         * headers and freed by us right after. */
+        /* The upgrade handler either takes the conn over (rta_conn_set_proto with its own
+         * protocol; the request is freed by us right after) or answers the request like any
+         * handler, e.g. a 400 for a bad handshake, and the connection then closes. */
         rta_conn *c = hc->conn;
-        hc->closing = 1;
-        c->proto = NULL; /* detach: on_close of http must not run for an upgraded conn */
-        r->hc = NULL;
-        rta_http_conn *old = hc;
+        r->keep_alive = 0;
+        hc->active = r;
+        srv->inflight++;
+        hc->in_upgrade = 1;
+        rta_conn_set_timeout(c, 0);
         srv->upgrade(srv->ud, r, c, leftover, leftlen);
+        hc->in_upgrade = 0;
+        if (hc->gone) { /* closed during the handler (e.g. answered and closed at once) */
+            http_on_close_free(hc);
+            return;
+        }
+        if (c->proto == &http_proto)
+            return; /* answered, or to be answered later: the ordinary request path */
+        /* taken over: the new protocol owns the conn (it may even be closed already) */
+        hc->active = NULL;
+        srv->inflight--;
         req_free(r);
-        rta_dbuf_free(&old->held);
-        rta_dbuf_free(&old->url);
-        rta_dbuf_free(&old->field);
-        rta_dbuf_free(&old->value);
-        req_free(old->cur);
-        free(old);
+        http_on_close_free(hc);
         return;
     }
     if (srv->draining)
@@ -549,11 +569,8 @@ static void http_on_timeout(rta_conn *c)
     rta_conn_close(c);
 }
 
-static void http_on_close(rta_conn *c)
+static void http_on_close_free(rta_http_conn *hc)
 {
-    rta_http_conn *hc = c->proto_data;
-    if (hc == NULL)
-        return;
     if (hc->active)
         hc->active->hc = NULL; /* the handler still owns it; answering will free it */
     req_free(hc->cur);
@@ -563,6 +580,19 @@ static void http_on_close(rta_conn *c)
     rta_dbuf_free(&hc->field);
     rta_dbuf_free(&hc->value);
     free(hc);
+}
+
+static void http_on_close(rta_conn *c)
+{
+    rta_http_conn *hc = c->proto_data;
+    if (hc == NULL)
+        return;
+    if (hc->in_upgrade) { /* dispatch() frees hc once the upgrade handler returns */
+        hc->gone = 1;
+        hc->closing = 1;
+        return;
+    }
+    http_on_close_free(hc);
 }
 
 static const rta_conn_proto http_proto = {
@@ -628,9 +658,18 @@ void rta_http_server_free(rta_http_server *srv)
     free(srv);
 }
 
+static void count_receiving(void *ud, rta_conn *c)
+{
+    if (c->proto == &http_proto && ((rta_http_conn *)c->proto_data)->cur != NULL)
+        (*(size_t *)ud)++;
+}
+
 size_t rta_http_server_inflight(const rta_http_server *srv)
 {
-    return srv->inflight;
+    size_t n = srv->inflight;
+    if (srv->net) /* while draining, a request still arriving will be answered too */
+        rta_net_each(srv->net, count_receiving, &n);
+    return n;
 }
 
 static void close_if_idle(void *ud, rta_conn *c)
@@ -648,6 +687,7 @@ static void close_if_idle(void *ud, rta_conn *c)
 void rta_http_server_drain(rta_http_server *srv, rta_net *net)
 {
     srv->draining = 1;
+    srv->net = net;
     rta_net_each(net, close_if_idle, NULL);
 }
 

@@ -37,9 +37,9 @@ enum field {
     F_CATEGORY,
     F_UPDATED,
 };
-static const char *const field_names[] = {"tvl",   "change_1h", "change_24h", "change_7d",
-                                          "protocol", "chain",  "name",       "category",
-                                          "updatedAt"};
+static const char *const field_names[] = {"tvl",       "change_1h", "change_24h",
+                                          "change_7d", "protocol",  "chain",
+                                          "name",      "category",  "updatedAt"};
 #define N_AGG_FIELDS 4 /* aggregations take the numeric fields only: F_TVL..F_CHANGE_7D */
 #define N_SORT_FIELDS 9
 static const int64_t change_windows[3] = {3600, 86400, 604800};
@@ -100,7 +100,14 @@ static void verr(vctx *v, const char *path, const char *rule, const char *fmt, .
 /* "$.a" + ".key" -> out; keys are cut at 64 bytes so paths stay bounded. */
 static void path_key(char *out, size_t outlen, const char *base, const char *key)
 {
-    snprintf(out, outlen, "%s.%.64s", base, key);
+    size_t n = 0;
+    for (const char *p = base; *p && n + 1 < outlen; p++)
+        out[n++] = *p;
+    if (n + 1 < outlen)
+        out[n++] = '.';
+    for (size_t k = 0; key[k] && k < 64 && n + 1 < outlen; k++)
+        out[n++] = key[k];
+    out[n] = '\0';
 }
 
 static void path_index(char *out, size_t outlen, const char *base, size_t i)
@@ -117,8 +124,8 @@ static int lookup_enum(const char *s, const char *const *names, int n)
 }
 
 /* Parses an optional enum member; returns its index, dflt when absent/null, -1 on error. */
-static int parse_enum(vctx *v, const json_t *val, const char *path, const char *const *names,
-                      int n, int dflt)
+static int parse_enum(vctx *v, const json_t *val, const char *path, const char *const *names, int n,
+                      int dflt)
 {
     if (!val || json_is_null(val))
         return dflt;
@@ -219,7 +226,8 @@ static void parse_range(vctx *v, const json_t *val, const char *path, range *out
     const char *key;
     const json_t *m;
     char p[128];
-    json_object_foreach((json_t *)val, key, m) {
+    json_object_foreach((json_t *)val, key, m)
+    {
         path_key(p, sizeof p, path, key);
         int is_min = strcmp(key, "min") == 0;
         if (!is_min && strcmp(key, "max") != 0) {
@@ -258,7 +266,8 @@ static void parse_filters(vctx *v, const json_t *val, rta_query *q)
     const char *key;
     const json_t *m;
     char p[128];
-    json_object_foreach((json_t *)val, key, m) {
+    json_object_foreach((json_t *)val, key, m)
+    {
         path_key(p, sizeof p, "$.filters", key);
         if (strcmp(key, "protocols") == 0)
             parse_list(v, m, p, 0, &q->protocols);
@@ -289,7 +298,8 @@ static void parse_aggs(vctx *v, const json_t *val, rta_query *q)
     }
     size_t i;
     const json_t *a;
-    json_array_foreach(val, i, a) {
+    json_array_foreach(val, i, a)
+    {
         char base[64], p[128];
         path_index(base, sizeof base, "$.aggregations", i);
         if (!json_is_object(a)) {
@@ -298,7 +308,8 @@ static void parse_aggs(vctx *v, const json_t *val, rta_query *q)
         }
         const char *key;
         const json_t *m;
-        json_object_foreach((json_t *)a, key, m) {
+        json_object_foreach((json_t *)a, key, m)
+        {
             if (strcmp(key, "field") && strcmp(key, "operation") && strcmp(key, "group_by")) {
                 path_key(p, sizeof p, base, key);
                 verr(v, p, "unknown_field", "unknown field");
@@ -339,7 +350,8 @@ static void parse_sort(vctx *v, const json_t *val, rta_query *q)
     const char *key;
     const json_t *m;
     char p[128];
-    json_object_foreach((json_t *)val, key, m) {
+    json_object_foreach((json_t *)val, key, m)
+    {
         path_key(p, sizeof p, "$.sort", key);
         if (strcmp(key, "field") == 0) {
             int f = parse_enum(v, m, p, field_names, N_SORT_FIELDS, F_TVL);
@@ -410,10 +422,9 @@ static char *build_canonical(const rta_query *q)
     json_object_set_new(root, "filters", f);
     json_t *aggs = json_array();
     for (size_t i = 0; i < q->naggs; i++)
-        json_array_append_new(aggs, json_pack("{s:s,s:s,s:s}", "field",
-                                              field_names[q->aggs[i].field], "operation",
-                                              op_names[q->aggs[i].op], "group_by",
-                                              group_names[q->aggs[i].group]));
+        json_array_append_new(
+            aggs, json_pack("{s:s,s:s,s:s}", "field", field_names[q->aggs[i].field], "operation",
+                            op_names[q->aggs[i].op], "group_by", group_names[q->aggs[i].group]));
     json_object_set_new(root, "aggregations", aggs);
     json_object_set_new(root, "sort",
                         json_pack("{s:s,s:s}", "field", field_names[q->sort_field], "order",
@@ -442,7 +453,8 @@ rta_query *rta_query_parse(const json_t *body, json_t **errors)
     }
     const char *key;
     const json_t *m;
-    json_object_foreach((json_t *)body, key, m) {
+    json_object_foreach((json_t *)body, key, m)
+    {
         char p[128];
         path_key(p, sizeof p, "$", key);
         if (strcmp(key, "filters") == 0)
@@ -490,48 +502,244 @@ const char *rta_query_canonical(const rta_query *q)
     return q->canonical;
 }
 
-/* ---------------------------------------------------------------- execution */
+/* ---------------------------------------------------------------- execution context */
 
-/* The one place changes are computed: NaN when unknown. */
-static double pair_change(const rta_pair *p, int which, int64_t now_ms)
-{
-    return rta_pair_change(p, change_windows[which], now_ms);
-}
+/* A full scan that follows st->pairs touches 12,000 structs scattered across the heap (each
+ * pair sits next to its history block), which makes it memory-bound. The context keeps dense
+ * mirrors of what a scan reads, indexed like the state's arrays:
+ *  - per pair: value, timestamps, protocol and chain index (refreshed when st->version moves);
+ *  - per protocol / chain: rank of its slug / name in sorted order, so sorting and the
+ *    (protocol, chain) tie-breaker compare integers (slugs never change: rebuilt only when
+ *    protocols or chains are added);
+ *  - per protocol: an interned category id (refreshed with the version);
+ *  - per pair and window: the last computed change, reused for the same value, data
+ *    timestamp and second (rta_pair_change resolves to whole seconds). The one staleness this
+ *    allows: a back-dated point recorded within the same second without a version bump shows
+ *    from the next second on.
+ * Between updates, queries read only these arrays. */
+typedef struct {
+    double tvl;
+    int64_t data_ts_ms;
+    int64_t now_s;
+    double change;
+} memo_entry;
 
 typedef struct {
     const rta_pair *p;
-    double key; /* numeric sort key (NaN = unknown, always last) */
+    double tvl;
+    int64_t updated_ms;
+    int64_t data_ts_ms;
+    uint32_t protocol, chain;
+} pair_meta;
+
+typedef struct cat_ent {
+    UT_hash_handle hh;
+    int32_t id;
+    char name[];
+} cat_ent;
+
+struct rta_query_ctx {
+    const rta_state *st;
+    uint64_t version;
+    int valid;
+    size_t npairs, cap_pairs;
+    pair_meta *meta;
+    memo_entry *memo[3];
+    size_t nprank, nparr; /* protocols ranked / allocated */
+    uint32_t *prank;
+    size_t ncrank, ncarr;
+    uint32_t *crank;
+    int32_t *cat_of; /* protocol index -> category id */
+    size_t ncat_of;
+    cat_ent *cat_by_name;
+    cat_ent **cats; /* id -> entry */
+    size_t ncats, cap_cats;
+};
+
+rta_query_ctx *rta_query_ctx_new(void)
+{
+    return rta_xcalloc(1, sizeof(rta_query_ctx));
+}
+
+static void ctx_clear(rta_query_ctx *c)
+{
+    for (int w = 0; w < 3; w++)
+        free(c->memo[w]);
+    free(c->meta);
+    free(c->prank);
+    free(c->crank);
+    free(c->cat_of);
+    HASH_CLEAR(hh, c->cat_by_name);
+    for (size_t i = 0; i < c->ncats; i++)
+        free(c->cats[i]);
+    free(c->cats);
+    memset(c, 0, sizeof *c);
+}
+
+void rta_query_ctx_free(rta_query_ctx *c)
+{
+    if (!c)
+        return;
+    ctx_clear(c);
+    free(c);
+}
+
+static int cmp_proto_slug(const void *a, const void *b, void *st_)
+{
+    const rta_state *st = st_;
+    return strcmp(st->protocols[*(const uint32_t *)a]->slug,
+                  st->protocols[*(const uint32_t *)b]->slug);
+}
+
+static int cmp_chain_name(const void *a, const void *b, void *st_)
+{
+    const rta_state *st = st_;
+    return strcmp(st->chains[*(const uint32_t *)a]->name, st->chains[*(const uint32_t *)b]->name);
+}
+
+/* rank[i] = position of entry i in sorted order. */
+static void rank_by_name(const rta_state *st, size_t n, uint32_t *rank,
+                         int (*cmp)(const void *, const void *, void *))
+{
+    uint32_t *order = rta_xmalloc((n ? n : 1) * sizeof(uint32_t));
+    for (size_t i = 0; i < n; i++)
+        order[i] = (uint32_t)i;
+    qsort_r(order, n, sizeof(uint32_t), cmp, (void *)st);
+    for (size_t i = 0; i < n; i++)
+        rank[order[i]] = (uint32_t)i;
+    free(order);
+}
+
+static int32_t intern_category(rta_query_ctx *c, const char *name)
+{
+    cat_ent *e = NULL;
+    HASH_FIND_STR(c->cat_by_name, name, e);
+    if (e)
+        return e->id;
+    if (c->ncats == c->cap_cats) {
+        c->cap_cats = c->cap_cats ? c->cap_cats * 2 : 64;
+        c->cats = rta_xrealloc(c->cats, c->cap_cats * sizeof(cat_ent *));
+    }
+    size_t len = strlen(name);
+    e = rta_xmalloc(sizeof *e + len + 1);
+    memcpy(e->name, name, len + 1);
+    e->id = (int32_t)c->ncats;
+    c->cats[c->ncats++] = e;
+    HASH_ADD_STR(c->cat_by_name, name, e);
+    return e->id;
+}
+
+/* Brings the mirrors up to date with st. */
+static void ctx_sync(rta_query_ctx *c, const rta_state *st)
+{
+    if (c->st != st)
+        ctx_clear(c);
+    c->st = st;
+    if (c->valid && c->version == st->version && c->npairs == st->npairs &&
+        c->nprank == st->nprotocols && c->ncrank == st->nchains)
+        return;
+
+    if (st->npairs > c->cap_pairs) {
+        size_t cap = st->npairs + st->npairs / 2 + 64;
+        for (int w = 0; w < 3; w++) {
+            if (!c->memo[w])
+                continue;
+            c->memo[w] = rta_xrealloc(c->memo[w], cap * sizeof(memo_entry));
+            memset(c->memo[w] + c->cap_pairs, 0, (cap - c->cap_pairs) * sizeof(memo_entry));
+        }
+        c->meta = rta_xrealloc(c->meta, cap * sizeof(pair_meta));
+        memset(c->meta + c->cap_pairs, 0, (cap - c->cap_pairs) * sizeof(pair_meta));
+        c->cap_pairs = cap;
+    }
+    for (size_t i = 0; i < st->npairs; i++) {
+        if (i + 8 < st->npairs)
+            __builtin_prefetch(st->pairs[i + 8]); /* overlap the cache misses */
+        const rta_pair *p = st->pairs[i];
+        pair_meta *m = &c->meta[i];
+        if (m->p != p) {
+            m->p = p;
+            m->protocol = p->protocol->index;
+            m->chain = p->chain->index;
+        }
+        m->tvl = p->tvl;
+        m->updated_ms = p->updated_ms;
+        m->data_ts_ms = p->data_ts_ms;
+    }
+    c->npairs = st->npairs;
+
+    if (c->nprank != st->nprotocols) {
+        if (st->nprotocols > c->nparr) {
+            c->nparr = st->nprotocols + st->nprotocols / 2 + 64;
+            c->prank = rta_xrealloc(c->prank, c->nparr * sizeof(uint32_t));
+            c->cat_of = rta_xrealloc(c->cat_of, c->nparr * sizeof(int32_t));
+        }
+        rank_by_name(st, st->nprotocols, c->prank, cmp_proto_slug);
+        c->nprank = st->nprotocols;
+    }
+    if (c->ncrank != st->nchains) {
+        if (st->nchains > c->ncarr) {
+            c->ncarr = st->nchains + st->nchains / 2 + 16;
+            c->crank = rta_xrealloc(c->crank, c->ncarr * sizeof(uint32_t));
+        }
+        rank_by_name(st, st->nchains, c->crank, cmp_chain_name);
+        c->ncrank = st->nchains;
+    }
+    /* Categories can change with metadata: re-read them all (interned ids stay stable). */
+    for (size_t i = 0; i < st->nprotocols; i++) {
+        if (i + 8 < st->nprotocols)
+            __builtin_prefetch(st->protocols[i + 8]);
+        const char *cat = st->protocols[i]->category;
+        c->cat_of[i] = intern_category(c, cat ? cat : "");
+    }
+    c->ncat_of = st->nprotocols;
+    c->version = st->version;
+    c->valid = 1;
+}
+
+/* The one place changes are computed: NaN when unknown. idx is the pair's position in
+ * st->pairs, or SIZE_MAX when not known (then no memo). */
+static double pair_change(rta_query_ctx *c, const rta_pair *p, size_t idx, int which,
+                          int64_t now_ms)
+{
+    if (idx >= c->npairs)
+        return rta_pair_change(p, change_windows[which], now_ms);
+    if (!c->memo[which])
+        c->memo[which] = rta_xcalloc(c->cap_pairs, sizeof(memo_entry));
+    const pair_meta *m = &c->meta[idx];
+    memo_entry *e = &c->memo[which][idx];
+    int64_t now_s = now_ms >= 0 ? now_ms / 1000 : -((-now_ms + 999) / 1000);
+    /* now_s is never 0 for a real clock, so a zeroed entry never matches */
+    if (e->now_s == now_s && e->tvl == m->tvl && e->data_ts_ms == m->data_ts_ms)
+        return e->change;
+    e->now_s = now_s;
+    e->tvl = m->tvl;
+    e->data_ts_ms = m->data_ts_ms;
+    e->change = rta_pair_change(p, change_windows[which], now_ms);
+    return e->change;
+}
+
+/* ---------------------------------------------------------------- execution */
+
+typedef struct {
+    const rta_pair *p;
+    double key;     /* numeric sort key (NaN = unknown, always last); ranks for string fields */
+    uint32_t idx;   /* position in st->pairs, UINT32_MAX when not known */
+    uint32_t prank; /* tie-breakers: rank of the protocol slug, of the chain name */
+    uint32_t crank;
 } row;
 
 typedef struct {
-    int field;
+    int by_name; /* compare display names (the one string field without a rank) */
     int desc;
 } sort_ctx;
 
-static const char *row_str(const row *r, int field)
-{
-    switch (field) {
-    case F_PROTOCOL: return r->p->protocol->slug;
-    case F_CHAIN: return r->p->chain->name;
-    case F_NAME: return r->p->protocol->name;
-    default: return r->p->protocol->category;
-    }
-}
-
-static int field_is_string(int f)
-{
-    return f == F_PROTOCOL || f == F_CHAIN || f == F_NAME || f == F_CATEGORY;
-}
-
 /* < 0 when a comes before b in the result. The tie-breaker (protocol, chain) is always
  * ascending, so the order is total and pages are stable. */
-static int row_cmp(const void *va, const void *vb, void *vctx_)
+static inline int row_cmp(const row *a, const row *b, const sort_ctx *c)
 {
-    const row *a = va, *b = vb;
-    const sort_ctx *c = vctx_;
     int r;
-    if (field_is_string(c->field)) {
-        r = strcmp(row_str(a, c->field), row_str(b, c->field));
+    if (c->by_name) {
+        r = strcmp(a->p->protocol->name, b->p->protocol->name);
         if (c->desc)
             r = -r;
     } else {
@@ -545,10 +753,14 @@ static int row_cmp(const void *va, const void *vb, void *vctx_)
     }
     if (r)
         return r;
-    r = strcmp(a->p->protocol->slug, b->p->protocol->slug);
-    if (r)
-        return r;
-    return strcmp(a->p->chain->name, b->p->chain->name);
+    if (a->prank != b->prank)
+        return a->prank < b->prank ? -1 : 1;
+    return (a->crank > b->crank) - (a->crank < b->crank);
+}
+
+static int row_cmp_q(const void *a, const void *b, void *c)
+{
+    return row_cmp(a, b, c);
 }
 
 /* Max-heap under row_cmp: the root is the row that sorts last among the kept ones. */
@@ -556,9 +768,9 @@ static void heap_sift_down(row *h, size_t n, size_t i, const sort_ctx *c)
 {
     for (;;) {
         size_t l = 2 * i + 1, r = l + 1, m = i;
-        if (l < n && row_cmp(&h[l], &h[m], (void *)c) > 0)
+        if (l < n && row_cmp(&h[l], &h[m], c) > 0)
             m = l;
-        if (r < n && row_cmp(&h[r], &h[m], (void *)c) > 0)
+        if (r < n && row_cmp(&h[r], &h[m], c) > 0)
             m = r;
         if (m == i)
             return;
@@ -573,7 +785,7 @@ static void heap_sift_up(row *h, size_t i, const sort_ctx *c)
 {
     while (i > 0) {
         size_t parent = (i - 1) / 2;
-        if (row_cmp(&h[i], &h[parent], (void *)c) <= 0)
+        if (row_cmp(&h[i], &h[parent], c) <= 0)
             return;
         row t = h[i];
         h[i] = h[parent];
@@ -582,26 +794,26 @@ static void heap_sift_up(row *h, size_t i, const sort_ctx *c)
     }
 }
 
-/* Orders rows so that the first k are the k first rows of the full order, sorted.
- * Returns how many leading rows are valid (min(k, n)). */
+/* Orders rows so that the first min(k, n) are the first rows of the full order, sorted.
+ * Returns min(k, n). */
 static size_t order_rows(row *rows, size_t n, size_t k, const sort_ctx *c)
 {
     if (k == 0)
         return 0;
     if (k >= n || k > n / 4) {
-        qsort_r(rows, n, sizeof(row), row_cmp, (void *)c);
+        qsort_r(rows, n, sizeof(row), row_cmp_q, (void *)c);
         return k < n ? k : n;
     }
     /* Bounded heap in place: rows[0..k) is the heap; scan the rest. */
     for (size_t i = 1; i < k; i++)
         heap_sift_up(rows, i, c);
     for (size_t i = k; i < n; i++) {
-        if (row_cmp(&rows[i], &rows[0], (void *)c) < 0) {
+        if (row_cmp(&rows[i], &rows[0], c) < 0) {
             rows[0] = rows[i];
             heap_sift_down(rows, k, 0, c);
         }
     }
-    qsort_r(rows, k, sizeof(row), row_cmp, (void *)c);
+    qsort_r(rows, k, sizeof(row), row_cmp_q, (void *)c);
     return k;
 }
 
@@ -613,56 +825,9 @@ typedef struct {
 
 typedef struct {
     int32_t *slot_of; /* group index -> slot + 1 (0 = none yet) */
-    size_t ndomain;
     acc *slots;
     size_t nslots, cap;
 } agg_state;
-
-typedef struct cat_entry {
-    const char *name; /* borrowed from a protocol */
-    int32_t id;
-    UT_hash_handle hh;
-} cat_entry;
-
-typedef struct {
-    cat_entry *by_name;
-    cat_entry **all; /* id -> entry */
-    size_t n, cap;
-    int32_t *of_protocol; /* protocol index -> category id + 1 (0 = not looked up) */
-} cat_index;
-
-static int32_t category_id(cat_index *ci, const rta_protocol *p)
-{
-    int32_t *slot = &ci->of_protocol[p->index];
-    if (*slot)
-        return *slot - 1;
-    const char *name = p->category ? p->category : "";
-    cat_entry *e = NULL;
-    HASH_FIND_STR(ci->by_name, name, e);
-    if (!e) {
-        if (ci->n == ci->cap) {
-            /* Entries are referenced by the hash: allocate them one by one, keep an id table. */
-            ci->cap = ci->cap ? ci->cap * 2 : 64;
-            ci->all = rta_xrealloc(ci->all, ci->cap * sizeof(cat_entry *));
-        }
-        e = rta_xcalloc(1, sizeof *e);
-        e->name = name;
-        e->id = (int32_t)ci->n;
-        ci->all[ci->n++] = e;
-        HASH_ADD_KEYPTR(hh, ci->by_name, e->name, strlen(e->name), e);
-    }
-    *slot = e->id + 1;
-    return e->id;
-}
-
-static void cat_index_free(cat_index *ci)
-{
-    HASH_CLEAR(hh, ci->by_name);
-    for (size_t i = 0; i < ci->n; i++)
-        free(ci->all[i]);
-    free(ci->all);
-    free(ci->of_protocol);
-}
 
 static void acc_add(agg_state *a, int32_t key, double v)
 {
@@ -694,11 +859,16 @@ static void acc_add(agg_state *a, int32_t key, double v)
 static double acc_value(const acc *s, int op)
 {
     switch (op) {
-    case OP_SUM: return s->sum;
-    case OP_AVG: return s->count ? s->sum / (double)s->count : NAN;
-    case OP_MIN: return s->count ? s->min : NAN;
-    case OP_MAX: return s->count ? s->max : NAN;
-    default: return (double)s->count;
+    case OP_SUM:
+        return s->sum;
+    case OP_AVG:
+        return s->count ? s->sum / (double)s->count : NAN;
+    case OP_MIN:
+        return s->count ? s->min : NAN;
+    case OP_MAX:
+        return s->count ? s->max : NAN;
+    default:
+        return (double)s->count;
     }
 }
 
@@ -729,7 +899,7 @@ static int group_cmp(const void *va, const void *vb)
 }
 
 static json_t *agg_result(const agg_spec *spec, const agg_state *a, const rta_state *st,
-                          const cat_index *ci)
+                          const rta_query_ctx *c)
 {
     group_out *g = rta_xcalloc(a->nslots ? a->nslots : 1, sizeof *g);
     for (size_t i = 0; i < a->nslots; i++) {
@@ -737,35 +907,49 @@ static json_t *agg_result(const agg_spec *spec, const agg_state *a, const rta_st
         g[i].s = s;
         g[i].value = acc_value(s, spec->op);
         switch (spec->group) {
-        case G_CHAIN: g[i].key = st->chains[s->key]->name; break;
-        case G_PROTOCOL: g[i].key = st->protocols[s->key]->slug; break;
-        case G_CATEGORY: g[i].key = ci->all[s->key]->name; break;
-        default: g[i].key = NULL; break;
+        case G_CHAIN:
+            g[i].key = st->chains[s->key]->name;
+            break;
+        case G_PROTOCOL:
+            g[i].key = st->protocols[s->key]->slug;
+            break;
+        case G_CATEGORY:
+            g[i].key = c->cats[s->key]->name;
+            break;
+        default:
+            g[i].key = NULL;
+            break;
         }
     }
     qsort(g, a->nslots, sizeof *g, group_cmp);
     json_t *groups = json_array();
     for (size_t i = 0; i < a->nslots; i++)
-        json_array_append_new(groups, json_pack("{s:o,s:o,s:I}", "key",
-                                                g[i].key ? json_string(g[i].key) : json_null(),
-                                                "value", jnum(g[i].value), "count",
-                                                (json_int_t)g[i].s->count));
+        json_array_append_new(groups,
+                              json_pack("{s:o,s:o,s:I}", "key",
+                                        g[i].key ? json_string(g[i].key) : json_null(), "value",
+                                        jnum(g[i].value), "count", (json_int_t)g[i].s->count));
     free(g);
     return json_pack("{s:s,s:s,s:s,s:o}", "field", field_names[spec->field], "operation",
                      op_names[spec->op], "group_by", group_names[spec->group], "groups", groups);
 }
 
-static json_t *row_json(const rta_pair *p, int64_t now_ms)
+static json_t *row_json(rta_query_ctx *c, const rta_pair *p, size_t idx, int64_t now_ms)
 {
     char ts[32];
     rta_time_iso8601(p->updated_ms, ts, sizeof ts);
     const rta_protocol *pr = p->protocol;
-    return json_pack("{s:s,s:s,s:s,s:s,s:o,s:o,s:o,s:o,s:s}", "protocol", pr->slug, "name",
-                     pr->name ? pr->name : pr->slug, "chain", p->chain->name, "category",
-                     pr->category ? pr->category : "", "tvl", jnum(p->tvl), "change_1h",
-                     jnum(pair_change(p, 0, now_ms)), "change_24h",
-                     jnum(pair_change(p, 1, now_ms)), "change_7d",
-                     jnum(pair_change(p, 2, now_ms)), "updatedAt", ts);
+    /* Built member by member: json_pack's format parsing costs more than the row. */
+    json_t *o = json_object();
+    json_object_set_new_nocheck(o, "protocol", json_string_nocheck(pr->slug));
+    json_object_set_new_nocheck(o, "name", json_string(pr->name ? pr->name : pr->slug));
+    json_object_set_new_nocheck(o, "chain", json_string_nocheck(p->chain->name));
+    json_object_set_new_nocheck(o, "category", json_string(pr->category ? pr->category : ""));
+    json_object_set_new_nocheck(o, "tvl", jnum(p->tvl));
+    json_object_set_new_nocheck(o, "change_1h", jnum(pair_change(c, p, idx, 0, now_ms)));
+    json_object_set_new_nocheck(o, "change_24h", jnum(pair_change(c, p, idx, 1, now_ms)));
+    json_object_set_new_nocheck(o, "change_7d", jnum(pair_change(c, p, idx, 2, now_ms)));
+    json_object_set_new_nocheck(o, "updatedAt", json_string_nocheck(ts));
+    return o;
 }
 
 static int in_range(const range *r, double v)
@@ -779,8 +963,16 @@ static int in_range(const range *r, double v)
     return 1;
 }
 
-json_t *rta_query_exec(const rta_query *q, const rta_state *st, int64_t now_ms)
+static int cmp_cat_name(const void *a, const void *b)
 {
+    return strcmp((*(cat_ent *const *)a)->name, (*(cat_ent *const *)b)->name);
+}
+
+json_t *rta_query_exec_ctx(const rta_query *q, const rta_state *st, rta_query_ctx *c,
+                           int64_t now_ms)
+{
+    ctx_sync(c, st);
+
     /* Candidate pairs: the listed protocols' pairs, or all pairs. */
     const rta_protocol **plist = NULL;
     size_t nplist = 0, ncand = st->npairs;
@@ -801,39 +993,59 @@ json_t *rta_query_exec(const rta_query *q, const rta_state *st, int64_t now_ms)
     if (q->chains.n) {
         chain_ok = rta_xcalloc(st->nchains ? st->nchains : 1, 1);
         for (size_t i = 0; i < q->chains.n; i++) {
-            const rta_chain *c = rta_state_find_chain(st, q->chains.items[i]);
-            if (c)
-                chain_ok[c->index] = 1;
+            const rta_chain *ch = rta_state_find_chain(st, q->chains.items[i]);
+            if (ch)
+                chain_ok[ch->index] = 1;
         }
     }
 
-    /* Category filter as a lazily filled mark per protocol index: 0 unknown, 1 no, 2 yes. */
+    /* Category filter as a mark per interned category; category sort as a rank per id. */
     unsigned char *cat_ok = NULL;
-    if (q->categories.n)
-        cat_ok = rta_xcalloc(st->nprotocols ? st->nprotocols : 1, 1);
+    if (q->categories.n) {
+        cat_ok = rta_xcalloc(c->ncats ? c->ncats : 1, 1);
+        for (size_t i = 0; i < c->ncats; i++) {
+            const char *name = c->cats[i]->name;
+            cat_ok[i] = bsearch(&name, q->categories.items, q->categories.n, sizeof(char *),
+                                cmp_str) != NULL;
+        }
+    }
+    uint32_t *cat_rank = NULL;
+    if (q->sort_field == F_CATEGORY) {
+        cat_ent **sorted = rta_xmalloc((c->ncats ? c->ncats : 1) * sizeof(cat_ent *));
+        memcpy(sorted, c->cats, c->ncats * sizeof(cat_ent *));
+        qsort(sorted, c->ncats, sizeof(cat_ent *), cmp_cat_name);
+        cat_rank = rta_xmalloc((c->ncats ? c->ncats : 1) * sizeof(uint32_t));
+        for (size_t i = 0; i < c->ncats; i++)
+            cat_rank[sorted[i]->id] = (uint32_t)i;
+        free(sorted);
+    }
 
     /* Which change columns are needed during the scan. */
     int need[3] = {0, 0, 0};
-    if (q->change_24h.has_min || q->change_24h.has_max)
+    int change_filter = q->change_24h.has_min || q->change_24h.has_max;
+    int tvl_filter = q->tvl.has_min || q->tvl.has_max;
+    if (change_filter)
         need[1] = 1;
     if (q->sort_field >= F_CHANGE_1H && q->sort_field <= F_CHANGE_7D)
         need[q->sort_field - F_CHANGE_1H] = 1;
 
     agg_state aggs[RTA_QUERY_MAX_AGGS];
     memset(aggs, 0, sizeof aggs);
-    cat_index ci = {0};
-    int need_cat_index = 0;
     for (size_t i = 0; i < q->naggs; i++) {
         const agg_spec *s = &q->aggs[i];
         agg_state *a = &aggs[i];
+        size_t ndomain = 0;
         if (s->field >= F_CHANGE_1H)
             need[s->field - F_CHANGE_1H] = 1;
         switch (s->group) {
-        case G_CHAIN: a->ndomain = st->nchains; break;
-        case G_PROTOCOL: a->ndomain = st->nprotocols; break;
+        case G_CHAIN:
+            ndomain = st->nchains;
+            break;
+        case G_PROTOCOL:
+            ndomain = st->nprotocols;
+            break;
         case G_CATEGORY:
-            a->ndomain = st->nprotocols; /* category ids < number of protocols */
-            need_cat_index = 1;
+            ndomain = c->ncats;
             break;
         default:
             a->cap = a->nslots = 1;
@@ -842,16 +1054,18 @@ json_t *rta_query_exec(const rta_query *q, const rta_state *st, int64_t now_ms)
             break;
         }
         if (s->group != G_NONE)
-            a->slot_of = rta_xcalloc(a->ndomain ? a->ndomain : 1, sizeof(int32_t));
+            a->slot_of = rta_xcalloc(ndomain ? ndomain : 1, sizeof(int32_t));
     }
-    if (need_cat_index)
-        ci.of_protocol = rta_xcalloc(st->nprotocols ? st->nprotocols : 1, sizeof(int32_t));
 
     row *rows = rta_xmalloc((ncand ? ncand : 1) * sizeof(row));
     size_t nrows = 0;
     size_t pi = 0, pj = 0; /* cursor over plist */
     for (size_t idx = 0;; idx++) {
         const rta_pair *p;
+        size_t pidx = SIZE_MAX;
+        uint32_t proto_i, chain_i;
+        double tvl;
+        int64_t updated_ms;
         if (plist) {
             while (pi < nplist && pj >= plist[pi]->npairs) {
                 pi++;
@@ -860,84 +1074,122 @@ json_t *rta_query_exec(const rta_query *q, const rta_state *st, int64_t now_ms)
             if (pi >= nplist)
                 break;
             p = plist[pi]->pairs[pj++];
+            proto_i = p->protocol->index;
+            chain_i = p->chain->index;
+            tvl = p->tvl;
+            updated_ms = p->updated_ms;
         } else {
-            if (idx >= st->npairs)
+            if (idx >= c->npairs)
                 break;
-            p = st->pairs[idx];
+            const pair_meta *m = &c->meta[idx];
+            p = m->p;
+            pidx = idx;
+            proto_i = m->protocol;
+            chain_i = m->chain;
+            tvl = m->tvl;
+            updated_ms = m->updated_ms;
         }
-        if (chain_ok && !chain_ok[p->chain->index])
+        if (chain_ok && !chain_ok[chain_i])
             continue;
-        if (cat_ok) {
-            const rta_protocol *pr = p->protocol;
-            unsigned char *m = &cat_ok[pr->index];
-            if (!*m) {
-                const char *cat = pr->category ? pr->category : "";
-                *m = bsearch(&cat, q->categories.items, q->categories.n, sizeof(char *),
-                             cmp_str)
-                         ? 2
-                         : 1;
-            }
-            if (*m != 2)
-                continue;
-        }
-        if ((q->tvl.has_min || q->tvl.has_max) && !in_range(&q->tvl, p->tvl))
+        int32_t cat_id = c->cat_of[proto_i];
+        if (cat_ok && !cat_ok[cat_id])
+            continue;
+        if (tvl_filter && !in_range(&q->tvl, tvl))
             continue;
         double ch[3] = {NAN, NAN, NAN};
         for (int w = 0; w < 3; w++)
             if (need[w])
-                ch[w] = pair_change(p, w, now_ms);
-        if (need[1] && (q->change_24h.has_min || q->change_24h.has_max) &&
-            !in_range(&q->change_24h, ch[1]))
+                ch[w] = pair_change(c, p, pidx, w, now_ms);
+        if (change_filter && !in_range(&q->change_24h, ch[1]))
             continue;
 
         for (size_t i = 0; i < q->naggs; i++) {
             const agg_spec *s = &q->aggs[i];
-            double v = s->field == F_TVL ? p->tvl : ch[s->field - F_CHANGE_1H];
+            double v = s->field == F_TVL ? tvl : ch[s->field - F_CHANGE_1H];
             int32_t key;
             switch (s->group) {
-            case G_CHAIN: key = (int32_t)p->chain->index; break;
-            case G_PROTOCOL: key = (int32_t)p->protocol->index; break;
-            case G_CATEGORY: key = category_id(&ci, p->protocol); break;
-            default: key = -1; break;
+            case G_CHAIN:
+                key = (int32_t)chain_i;
+                break;
+            case G_PROTOCOL:
+                key = (int32_t)proto_i;
+                break;
+            case G_CATEGORY:
+                key = cat_id;
+                break;
+            default:
+                key = -1;
+                break;
             }
             acc_add(&aggs[i], key, v);
         }
 
         row *r = &rows[nrows++];
         r->p = p;
+        r->idx = pidx == SIZE_MAX ? UINT32_MAX : (uint32_t)pidx;
+        r->prank = c->prank[proto_i];
+        r->crank = c->crank[chain_i];
         switch (q->sort_field) {
-        case F_TVL: r->key = p->tvl; break;
+        case F_TVL:
+            r->key = tvl;
+            break;
         case F_CHANGE_1H:
         case F_CHANGE_24H:
-        case F_CHANGE_7D: r->key = ch[q->sort_field - F_CHANGE_1H]; break;
-        case F_UPDATED: r->key = (double)p->updated_ms; break;
-        default: r->key = 0; break;
+        case F_CHANGE_7D:
+            r->key = ch[q->sort_field - F_CHANGE_1H];
+            break;
+        case F_UPDATED:
+            r->key = (double)updated_ms;
+            break;
+        case F_PROTOCOL:
+            r->key = r->prank;
+            break;
+        case F_CHAIN:
+            r->key = r->crank;
+            break;
+        case F_CATEGORY:
+            r->key = cat_rank[cat_id];
+            break;
+        default:
+            r->key = 0;
+            break; /* F_NAME compares strings */
         }
     }
 
-    sort_ctx sc = {.field = q->sort_field, .desc = q->sort_desc};
+    sort_ctx sc = {.by_name = q->sort_field == F_NAME, .desc = q->sort_desc};
     size_t want = q->offset + q->limit;
     size_t have = q->offset < nrows ? order_rows(rows, nrows, want, &sc) : 0;
     json_t *data = json_array();
     for (size_t i = q->offset; i < have; i++)
-        json_array_append_new(data, row_json(rows[i].p, now_ms));
+        json_array_append_new(
+            data,
+            row_json(c, rows[i].p, rows[i].idx == UINT32_MAX ? SIZE_MAX : rows[i].idx, now_ms));
 
     json_t *aggs_out = json_array();
     for (size_t i = 0; i < q->naggs; i++)
-        json_array_append_new(aggs_out, agg_result(&q->aggs[i], &aggs[i], st, &ci));
+        json_array_append_new(aggs_out, agg_result(&q->aggs[i], &aggs[i], st, c));
 
-    json_t *res = json_pack("{s:o,s:o,s:{s:I,s:I}}", "data", data, "aggregations", aggs_out,
-                            "meta", "total", (json_int_t)nrows, "returned",
-                            (json_int_t)json_array_size(data));
+    json_t *res =
+        json_pack("{s:o,s:o,s:{s:I,s:I}}", "data", data, "aggregations", aggs_out, "meta", "total",
+                  (json_int_t)nrows, "returned", (json_int_t)json_array_size(data));
 
     for (size_t i = 0; i < q->naggs; i++) {
         free(aggs[i].slot_of);
         free(aggs[i].slots);
     }
-    cat_index_free(&ci);
     free(rows);
+    free(cat_rank);
     free(cat_ok);
     free(chain_ok);
     free(plist);
+    return res;
+}
+
+json_t *rta_query_exec(const rta_query *q, const rta_state *st, int64_t now_ms)
+{
+    rta_query_ctx c;
+    memset(&c, 0, sizeof c);
+    json_t *res = rta_query_exec_ctx(q, st, &c, now_ms);
+    ctx_clear(&c);
     return res;
 }

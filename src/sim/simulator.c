@@ -121,39 +121,67 @@ static double rng_normal(rng *r)
 /* ---------------------------------------------------------------- names */
 
 static const char *const real_chains[] = {
-    "ethereum", "solana",   "bsc",      "tron",     "arbitrum",  "base",     "bitcoin",
-    "avalanche", "polygon", "sui",      "optimism", "hyperliquid", "aptos",  "sonic",
-    "mantle",   "blast",    "linea",    "scroll",   "zksync-era", "cronos",  "fantom",
-    "near",     "ton",      "starknet", "gnosis",   "kava",      "celo",     "moonbeam",
-    "osmosis",  "injective", "sei",     "berachain", "metis",    "manta",    "mode",
-    "polygon-zkevm", "klaytn", "aurora", "harmony", "algorand",
+    "ethereum",      "solana",    "bsc",      "tron",      "arbitrum",    "base",   "bitcoin",
+    "avalanche",     "polygon",   "sui",      "optimism",  "hyperliquid", "aptos",  "sonic",
+    "mantle",        "blast",     "linea",    "scroll",    "zksync-era",  "cronos", "fantom",
+    "near",          "ton",       "starknet", "gnosis",    "kava",        "celo",   "moonbeam",
+    "osmosis",       "injective", "sei",      "berachain", "metis",       "manta",  "mode",
+    "polygon-zkevm", "klaytn",    "aurora",   "harmony",   "algorand",
 };
 
 static const char *const real_categories[] = {
-    "Dexes",          "Lending",          "Liquid Staking", "Bridge",
-    "CDP",            "Yield",            "Restaking",      "Liquid Restaking",
-    "Derivatives",    "Yield Aggregator", "Services",       "Basis Trading",
-    "RWA",            "Launchpad",        "Algo-Stables",   "Farm",
-    "Insurance",      "Options",          "Indexes",        "NFT Marketplace",
-    "Staking Pool",   "Privacy",          "Payments",       "Gaming",
-    "Prediction Market", "Synthetics",    "Leveraged Farming", "Cross Chain",
-    "Launchpad DEX",  "NFT Lending",      "Uncollateralized Lending", "SoFi",
-    "Reserve Currency", "Chain",          "Oracle",         "Wallets",
+    "Dexes",
+    "Lending",
+    "Liquid Staking",
+    "Bridge",
+    "CDP",
+    "Yield",
+    "Restaking",
+    "Liquid Restaking",
+    "Derivatives",
+    "Yield Aggregator",
+    "Services",
+    "Basis Trading",
+    "RWA",
+    "Launchpad",
+    "Algo-Stables",
+    "Farm",
+    "Insurance",
+    "Options",
+    "Indexes",
+    "NFT Marketplace",
+    "Staking Pool",
+    "Privacy",
+    "Payments",
+    "Gaming",
+    "Prediction Market",
+    "Synthetics",
+    "Leveraged Farming",
+    "Cross Chain",
+    "Launchpad DEX",
+    "NFT Lending",
+    "Uncollateralized Lending",
+    "SoFi",
+    "Reserve Currency",
+    "Chain",
+    "Oracle",
+    "Wallets",
 };
 
 static const char *const syllables[] = {
-    "ae", "ba", "cu", "da", "el", "fi", "ga", "ho", "io", "ju", "ka", "lo", "mi", "no", "or",
-    "pe", "qua", "ra", "si", "ta", "ul", "va", "we", "xo", "ya", "ze", "ven", "lux", "nex",
-    "sol", "tri", "zen", "mor", "pha", "kri", "dex", "fin", "swa", "len", "vau",
+    "ae",  "ba",  "cu",  "da",  "el",  "fi",  "ga",  "ho",  "io",  "ju",
+    "ka",  "lo",  "mi",  "no",  "or",  "pe",  "qua", "ra",  "si",  "ta",
+    "ul",  "va",  "we",  "xo",  "ya",  "ze",  "ven", "lux", "nex", "sol",
+    "tri", "zen", "mor", "pha", "kri", "dex", "fin", "swa", "len", "vau",
 };
 
-static const char *const name_suffixes[] = {"", " Finance", " Protocol", " Swap", " Labs",
-                                            " DAO", " Exchange", " Markets"};
+static const char *const name_suffixes[] = {"",      " Finance", " Protocol", " Swap",
+                                            " Labs", " DAO",     " Exchange", " Markets"};
 static const char *const slug_versions[] = {"", "", "", "", "-v2", "-v3", "-finance", "-swap"};
 
-static const char *const real_tokens[] = {"bitcoin", "ethereum", "tether", "usd-coin", "dai",
-                                          "solana", "binancecoin", "wrapped-bitcoin",
-                                          "staked-ether", "chainlink", "uniswap", "aave"};
+static const char *const real_tokens[] = {
+    "bitcoin",     "ethereum",        "tether",       "usd-coin",  "dai",     "solana",
+    "binancecoin", "wrapped-bitcoin", "staked-ether", "chainlink", "uniswap", "aave"};
 
 typedef struct seen {
     UT_hash_handle hh;
@@ -346,7 +374,7 @@ static void build_tokens(rta_sim *s)
     size_t n = s->opts.tokens;
     s->tokens = rta_xcalloc(n, sizeof(sim_token));
     seen *ids = NULL;
-    static const char *const evm[] = {"ethereum", "bsc",     "arbitrum", "base",
+    static const char *const evm[] = {"ethereum", "bsc",      "arbitrum", "base",
                                       "polygon",  "optimism", "avalanche"};
     for (size_t i = 0; i < n; i++) {
         sim_token *t = &s->tokens[i];
@@ -354,8 +382,7 @@ static void build_tokens(rta_sim *s)
         double price = exp(2.5 * rng_normal(&s->r)); /* median $1 */
         t->sigma = 0.01;
         if (i < RTA_ARRAY_LEN(real_tokens)) {
-            static const double known[] = {65000, 3200, 1, 1, 1, 150, 580, 65000, 3200, 15, 8,
-                                           160};
+            static const double known[] = {65000, 3200, 1, 1, 1, 150, 580, 65000, 3200, 15, 8, 160};
             snprintf(id, sizeof id, "coingecko:%s", real_tokens[i]);
             price = known[i];
             if (price == 1)
@@ -487,8 +514,8 @@ static void emit_token(const sim_token *t, double price, int64_t ts_ms, int full
     fn(ud, &u);
 }
 
-void rta_sim_snapshot(rta_sim *s, int64_t now_ms, rta_sim_tvl_fn tvl_fn,
-                      rta_sim_price_fn price_fn, void *ud)
+void rta_sim_snapshot(rta_sim *s, int64_t now_ms, rta_sim_tvl_fn tvl_fn, rta_sim_price_fn price_fn,
+                      void *ud)
 {
     if (tvl_fn)
         for (size_t i = 0; i < s->opts.pairs; i++)
@@ -536,8 +563,7 @@ void rta_sim_step(rta_sim *s, size_t n, int64_t now_ms, rta_sim_tvl_fn tvl_fn,
 }
 
 /* Fills path[0..n) with a walk backwards from current: path[n-1] is one step before now. */
-static void back_walk(rng *r, double current, double sigma, double pjump, double *path,
-                      size_t n)
+static void back_walk(rng *r, double current, double sigma, double pjump, double *path, size_t n)
 {
     double v = current;
     for (size_t i = n; i-- > 0;) {

@@ -45,8 +45,12 @@ typedef struct {
 
 static void restore(rta_state *st, const fx_pair *f, double v, int64_t ts)
 {
-    rta_tvl_update u = {.protocol = f->protocol, .chain = f->chain, .tvl = v, .ts_ms = ts,
-                        .name = f->name, .category = f->category};
+    rta_tvl_update u = {.protocol = f->protocol,
+                        .chain = f->chain,
+                        .tvl = v,
+                        .ts_ms = ts,
+                        .name = f->name,
+                        .category = f->category};
     rta_state_restore_tvl(st, &u);
 }
 
@@ -110,7 +114,8 @@ static void rows_str(const json_t *res, char *out, size_t outlen)
     size_t i, len = 0;
     json_t *row;
     out[0] = '\0';
-    json_array_foreach(json_object_get(res, "data"), i, row) {
+    json_array_foreach(json_object_get(res, "data"), i, row)
+    {
         len += (size_t)snprintf(out + len, outlen - len, "%s%s/%s", i ? "," : "",
                                 json_string_value(json_object_get(row, "protocol")),
                                 json_string_value(json_object_get(row, "chain")));
@@ -152,8 +157,7 @@ static void test_validation_table(void **state)
         {"{\"filters\":{\"tvl_range\":{\"min\":\"1\"}}}", "$.filters.tvl_range.min", "type"},
         {"{\"filters\":{\"tvl_range\":{\"min\":5,\"max\":1}}}", "$.filters.tvl_range",
          "min_gt_max"},
-        {"{\"filters\":{\"tvl_range\":{\"avg\":1}}}", "$.filters.tvl_range.avg",
-         "unknown_field"},
+        {"{\"filters\":{\"tvl_range\":{\"avg\":1}}}", "$.filters.tvl_range.avg", "unknown_field"},
         {"{\"filters\":{\"change_24h\":{\"min\":0.1,\"max\":-0.1}}}", "$.filters.change_24h",
          "min_gt_max"},
         {"{\"filters\":{\"change_24h\":5}}", "$.filters.change_24h", "type"},
@@ -217,7 +221,8 @@ static void test_validation_reports_all_and_limits_lists(void **state)
     int seen_list = 0;
     size_t i;
     json_t *e;
-    json_array_foreach(errors, i, e) {
+    json_array_foreach(errors, i, e)
+    {
         if (strcmp(json_string_value(json_object_get(e, "path")), "$.filters.protocols") == 0) {
             assert_string_equal(json_string_value(json_object_get(e, "rule")), "too_many");
             seen_list = 1;
@@ -385,8 +390,8 @@ static void sim_restore(void *ud, const rta_tvl_update *u)
 static void test_topk_matches_full_sort(void **state)
 {
     (void)state;
-    rta_sim_options so = {.seed = 7, .protocols = 300, .chains = 20, .pairs = 700,
-                          .tokens = 5, .categories = 8};
+    rta_sim_options so = {
+        .seed = 7, .protocols = 300, .chains = 20, .pairs = 700, .tokens = 5, .categories = 8};
     rta_sim *sim = rta_sim_new(&so);
     rta_state_options o = {0};
     rta_state *st = rta_state_new(&o);
@@ -394,16 +399,20 @@ static void test_topk_matches_full_sort(void **state)
     rta_sim_history(sim, now, 26 * H, H, sim_restore, NULL, st);
     rta_sim_snapshot(sim, now, sim_restore, NULL, st);
     assert_int_equal(st->npairs, 700);
-    static const char *const sorts[] = {"tvl", "change_1h", "change_24h", "protocol", "chain",
-                                        "name", "category", "updatedAt"};
+    static const char *const sorts[] = {"tvl",   "change_1h", "change_24h", "protocol",
+                                        "chain", "name",      "category",   "updatedAt"};
     for (size_t i = 0; i < RTA_ARRAY_LEN(sorts); i++)
         for (int desc = 0; desc < 2; desc++) {
             char qs[256];
-            snprintf(qs, sizeof qs, "{\"sort\":{\"field\":\"%s\",\"order\":\"%s\"},"
-                     "\"limit\":7,\"offset\":11}", sorts[i], desc ? "desc" : "asc");
+            snprintf(qs, sizeof qs,
+                     "{\"sort\":{\"field\":\"%s\",\"order\":\"%s\"},"
+                     "\"limit\":7,\"offset\":11}",
+                     sorts[i], desc ? "desc" : "asc");
             rta_query *small = parse_ok(qs);
-            snprintf(qs, sizeof qs, "{\"sort\":{\"field\":\"%s\",\"order\":\"%s\"},"
-                     "\"limit\":1000}", sorts[i], desc ? "desc" : "asc");
+            snprintf(qs, sizeof qs,
+                     "{\"sort\":{\"field\":\"%s\",\"order\":\"%s\"},"
+                     "\"limit\":1000}",
+                     sorts[i], desc ? "desc" : "asc");
             rta_query *full = parse_ok(qs);
             json_t *a = rta_query_exec(small, st, now);
             json_t *b = rta_query_exec(full, st, now);
@@ -457,14 +466,15 @@ static size_t ngroups(json_t *res, size_t i)
 static void test_aggregations(void **state)
 {
     fx *f = *state;
-    json_t *res = run(f, "{\"limit\":1,\"aggregations\":["
-                         "{\"field\":\"tvl\",\"operation\":\"sum\",\"group_by\":\"chain\"},"
-                         "{\"operation\":\"count\",\"group_by\":\"category\"},"
-                         "{\"field\":\"change_24h\",\"operation\":\"avg\"},"
-                         "{\"field\":\"change_1h\",\"operation\":\"min\",\"group_by\":\"protocol\"},"
-                         "{\"field\":\"tvl\",\"operation\":\"max\",\"group_by\":\"protocol\"},"
-                         "{\"field\":\"change_7d\",\"operation\":\"count\",\"group_by\":\"none\"}"
-                         "]}");
+    json_t *res =
+        run(f, "{\"limit\":1,\"aggregations\":["
+               "{\"field\":\"tvl\",\"operation\":\"sum\",\"group_by\":\"chain\"},"
+               "{\"operation\":\"count\",\"group_by\":\"category\"},"
+               "{\"field\":\"change_24h\",\"operation\":\"avg\"},"
+               "{\"field\":\"change_1h\",\"operation\":\"min\",\"group_by\":\"protocol\"},"
+               "{\"field\":\"tvl\",\"operation\":\"max\",\"group_by\":\"protocol\"},"
+               "{\"field\":\"change_7d\",\"operation\":\"count\",\"group_by\":\"none\"}"
+               "]}");
     assert_int_equal(meta(res, "returned"), 1);
     json_t *a0 = json_array_get(json_object_get(res, "aggregations"), 0);
     assert_string_equal(json_string_value(json_object_get(a0, "field")), "tvl");
@@ -516,6 +526,59 @@ static void test_aggregations(void **state)
     expect_group(res, 1, 0, NULL, NAN, 0);
     assert_int_equal(ngroups(res, 2), 0);
     json_decref(res);
+}
+
+/* A long-lived context gives the same answers as a fresh one, and follows state updates. */
+static void test_ctx_follows_updates(void **state)
+{
+    fx *f = *state;
+    rta_query_ctx *ctx = rta_query_ctx_new();
+    static const char *const qs[] = {
+        "{\"sort\":{\"field\":\"change_24h\"},\"aggregations\":[{\"field\":\"tvl\","
+        "\"operation\":\"sum\",\"group_by\":\"category\"}]}",
+        "{\"filters\":{\"categories\":[\"Yield\",\"Lending\"]},\"sort\":{\"field\":"
+        "\"category\",\"order\":\"desc\"}}",
+        "{\"sort\":{\"field\":\"chain\"},\"limit\":3,\"offset\":1}",
+    };
+    for (int round = 0; round < 2; round++) {
+        for (size_t i = 0; i < RTA_ARRAY_LEN(qs); i++) {
+            rta_query *q = parse_ok(qs[i]);
+            json_t *a = rta_query_exec_ctx(q, f->st, ctx, f->now_ms);
+            json_t *b = rta_query_exec(q, f->st, f->now_ms);
+            if (!json_equal(a, b))
+                fail_msg("round %d query %s: ctx and fresh results differ", round, qs[i]);
+            json_decref(a);
+            json_decref(b);
+            rta_query_free(q);
+        }
+        /* Update: gamma grows past everything, beta changes category, a new pair appears. */
+        rta_tvl_update u = {
+            .protocol = "gamma", .chain = "bsc", .tvl = 9000, .ts_ms = f->now_ms + 1};
+        rta_state_restore_tvl(f->st, &u);
+        rta_tvl_update u2 = {.protocol = "beta",
+                             .chain = "ethereum",
+                             .tvl = 5000,
+                             .ts_ms = f->now_ms + 1,
+                             .category = "Yield"};
+        rta_state_restore_tvl(f->st, &u2);
+        rta_tvl_update u3 = {.protocol = "zeta",
+                             .chain = "base",
+                             .tvl = 1,
+                             .ts_ms = f->now_ms + 1,
+                             .category = "New"};
+        rta_state_restore_tvl(f->st, &u3);
+    }
+    rta_query *q = parse_ok("{\"limit\":1,\"aggregations\":[{\"operation\":\"count\","
+                            "\"group_by\":\"category\"}]}");
+    json_t *res = rta_query_exec_ctx(q, f->st, ctx, f->now_ms);
+    char got[256];
+    rows_str(res, got, sizeof got);
+    assert_string_equal(got, "gamma/bsc");
+    assert_int_equal(meta(res, "total"), NFIX + 1);
+    expect_group(res, 0, 0, "Yield", 4, 4);
+    json_decref(res);
+    rta_query_free(q);
+    rta_query_ctx_free(ctx);
 }
 
 /* ---------------------------------------------------------------- cache */
@@ -605,6 +668,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_paging, setup, teardown),
         cmocka_unit_test(test_topk_matches_full_sort),
         cmocka_unit_test_setup_teardown(test_aggregations, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_ctx_follows_updates, setup, teardown),
         cmocka_unit_test(test_cache),
         cmocka_unit_test_setup_teardown(test_cache_with_queries, setup, teardown),
     };
