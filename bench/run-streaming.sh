@@ -8,7 +8,7 @@
 #
 # Defaults: 10000 connections, 1000 updates/s, 100 rooms, 20 s measured, 3 s warmup, sio.
 # Everything listens on and connects to loopback only; each server is started fresh for its run
-# and stopped after it. Env: BUILD_DIR (default build-bench, a Release build made here),
+# and stopped after it. Env: BUILD_DIR (default build-bench, a RelWithDebInfo build shared with run-query.sh),
 # RTAD_PORT (18080), REF_PORT (18090), OUT_DIR (where the JSON results go; default a temp dir).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -40,8 +40,8 @@ mkdir -p "$OUT_DIR"
 log() { echo "run-streaming: $*" >&2; }
 
 # ---- build ----
-log "building Release binaries in $BUILD_DIR (incremental)"
-cmake -S . -B "$BUILD_DIR" -DCMAKE_BUILD_TYPE=Release >/dev/null
+log "building RelWithDebInfo binaries in $BUILD_DIR (incremental)"
+cmake -S . -B "$BUILD_DIR" -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 cmake --build "$BUILD_DIR" -j2 --target rtad rta-bench >/dev/null
 if [ ! -d bench/reference/node_modules ]; then
     log "installing the reference server's packages (npm ci)"

@@ -190,7 +190,9 @@ typedef struct rta_store_ops {
     int (*deliveries_claim)(void *db, int64_t now_ms, int64_t lease_until_ms, size_t max,
                             rta_delivery_record **out, size_t *n);
     /* Records one attempt and updates the delivery: status (pending for a retry, delivered,
-     * dead, disabled), attempts, next_attempt_ms, last status/error, lease cleared. */
+     * dead, disabled), attempts = a->attempt, next_attempt_ms, last status/error, lease
+     * cleared, delivered_ms = a->at_ms when delivered. Atomic. 1 = no such delivery; -1 also
+     * when that attempt number is already recorded (a second worker after a lease expiry). */
     int (*delivery_record_attempt)(void *db, const rta_attempt_record *a, const char *new_status,
                                    int64_t next_attempt_ms);
     int (*deliveries_query)(void *db, const rta_delivery_filter *f, rta_delivery_record **out,

@@ -399,7 +399,7 @@ void rta_http_send(rta_http_req *req, int status, const char *content_type, cons
 
 void rta_http_send_json(rta_http_req *req, int status, json_t *body)
 {
-    char *text = json_dumps(body, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    char *text = json_dumps(body, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(15));
     json_decref(body);
     if (text == NULL) {
         rta_http_send(req, 500, "application/json",
