@@ -8,7 +8,8 @@
 #
 # Defaults: 10000 connections, 1000 updates/s, 100 rooms, 20 s measured, 3 s warmup, sio.
 # Everything listens on and connects to loopback only; each server is started fresh for its run
-# and stopped after it. Env: BUILD_DIR (default build-bench, a RelWithDebInfo build shared with run-query.sh),
+# and stopped after it. Env: BUILD_DIR (default build-bench, RelWithDebInfo, shared with
+# run-query.sh),
 # RTAD_PORT (18080), REF_PORT (18090), OUT_DIR (where the JSON results go; default a temp dir).
 set -euo pipefail
 cd "$(dirname "$0")/.."
