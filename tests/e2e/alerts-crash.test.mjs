@@ -85,6 +85,15 @@ describe('alert deliveries across crashes and restarts', () => {
             l.rule_id === rule.ruleId), 'an attempt finished before the kill');
         hooks.on('/early', 200);
         await rtad.restart();
+        const triggered = rtad.allLogs.filter((l) => l.msg === 'alert triggered' &&
+            l.rule_id === rule.ruleId);
+        assert.equal(triggered.length, 1, 'the rule fired before the kill');
+        // the trigger's outbox row must have survived the kill
+        await waitRuleDeliveries(rtad, key, rule.ruleId, 1, { ms: T(5000) }).catch((e) => {
+            throw new Error('the trigger logged before kill -9 (' + JSON.stringify(triggered[0]) +
+                ') has no delivery after the restart (ingest answered 200 before the outbox ' +
+                'row was committed): ' + e.message);
+        });
         const reqs = await hooks.waitRequests('/early', sentBefore + 1, T(15000));
         assertSignedWebhook(reqs.at(-1), secret);
         const [d0] = await waitRuleDeliveries(rtad, key, rule.ruleId, 1);

@@ -24,6 +24,11 @@ async function receiver() {
     return r;
 }
 
+// every receiver is closed once all tests of this file are done
+after(async () => {
+    for (const r of receivers.splice(0)) await r.close();
+});
+
 let seq = 0;
 /** A gt-100 rule on a fresh pair whose only action posts to hooks.url(path); returns
  *  {rule, secret, fire()} where fire() makes the rule fire once more (below, then above). */
@@ -59,7 +64,6 @@ describe('webhook deliveries', () => {
     });
     after(async () => {
         await rtad?.stop();
-        for (const r of receivers) await r.close();
     });
 
     it('500 three times, then 200: retried with the same webhook-id and body, signed each ' +
