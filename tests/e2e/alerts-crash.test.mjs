@@ -9,6 +9,7 @@ import { startRtad, makeKey, api } from './lib/rtad.mjs';
 import {
     alertEnv, startWebhookReceiver, createRule, tvl, waitDelivery, waitRuleDeliveries,
     history, assertSignedWebhook, settle, isStatus, T,
+    stopClean,
 } from './lib/alerts.mjs';
 
 describe('alert deliveries across crashes and restarts', () => {
@@ -23,8 +24,11 @@ describe('alert deliveries across crashes and restarts', () => {
     });
     after(async () => {
         hooks?.release(200);
-        await rtad?.stop();
-        await hooks?.close();
+        try {
+            await stopClean(rtad);
+        } finally {
+            await hooks?.close();
+        }
     });
 
     async function hookRule(path) {

@@ -13,6 +13,7 @@ import {
     alertEnv, startWebhookReceiver, startSmtpReceiver, createRule, tvl, price, getDelivery,
     waitDelivery, waitRuleDeliveries, mailHeader, assertSignedWebhook, settle, isStatus,
     ISO_MS, UUIDV7, utcHHMM,
+    stopClean,
 } from './lib/alerts.mjs';
 import { startFcmStandin } from './lib/fcm-standin.mjs';
 
@@ -58,10 +59,13 @@ describe('email and push deliveries, preferences', () => {
         key = (await makeKey(rtad, { user: 'mail-user', tier: 'pro' })).key;
     });
     after(async () => {
-        await rtad?.stop();
-        await smtp?.close();
-        await fcm?.close();
-        await hooks?.close();
+        try {
+            await stopClean(rtad);
+        } finally {
+            await smtp?.close();
+            await fcm?.close();
+            await hooks?.close();
+        }
     });
 
     it('email: a 451 to the first DATA is retried; both tries carry the same Message-ID; ' +
@@ -337,7 +341,7 @@ describe('email and push without configuration', () => {
         key = (await makeKey(rtad, { user: 'nocfg-user', tier: 'pro' })).key;
     });
     after(async () => {
-        await rtad?.stop();
+        await stopClean(rtad);
     });
 
     it('deliveries end `dead` with "email not configured" / "push not configured"',

@@ -10,6 +10,7 @@ import { metric, sioConnect, wsConnect, closeAllClients, received } from './lib/
 import {
     alertEnv, startWebhookReceiver, createRule, tvl, price, history, settle,
     UUIDV7, T,
+    stopClean,
 } from './lib/alerts.mjs';
 
 const near = (a, b, what) => assert.ok(typeof a === 'number' && Math.abs(a - b) < 1e-9,
@@ -30,8 +31,11 @@ describe('alert rule evaluation', () => {
     });
     after(async () => {
         await closeAllClients();
-        await rtad?.stop();
-        await hooks?.close();
+        try {
+            await stopClean(rtad);
+        } finally {
+            await hooks?.close();
+        }
     });
 
     /** Creates a rule (throttle 0 unless given) whose only action is a webhook on a fresh

@@ -12,6 +12,7 @@ import {
     alertEnv, startWebhookReceiver, startSmtpReceiver, createRule, tvl, listDeliveries,
     waitRuleDeliveries, history, assertSignedWebhook, mailHeader, checkDeliveryShape, settle,
     UUIDV7, ISO_MS,
+    stopClean,
 } from './lib/alerts.mjs';
 
 const SPEC_BODY = {
@@ -55,9 +56,12 @@ describe('alert rules API', () => {
         reader = (await makeKey(rtad, { user: 'carol', tier: 'pro', role: 'reader' })).key;
     });
     after(async () => {
-        await rtad?.stop();
-        await hooks?.close();
-        await smtp?.close();
+        try {
+            await stopClean(rtad);
+        } finally {
+            await hooks?.close();
+            await smtp?.close();
+        }
     });
 
     it('the spec example rule (plus a webhook) is created, fires on a 15% drop of the ' +

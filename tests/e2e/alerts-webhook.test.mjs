@@ -14,6 +14,7 @@ import {
     alertEnv, startWebhookReceiver, createRule, tvl, getDelivery, waitDelivery,
     waitRuleDeliveries, history, assertSignedWebhook, checkDeliveryShape, settle, isStatus,
     until, ISO_MS, T,
+    stopClean,
 } from './lib/alerts.mjs';
 
 const receivers = [];
@@ -63,7 +64,7 @@ describe('webhook deliveries', () => {
         otherKey = (await makeKey(rtad, { user: 'wh-other', tier: 'pro' })).key;
     });
     after(async () => {
-        await rtad?.stop();
+        await stopClean(rtad);
     });
 
     it('500 three times, then 200: retried with the same webhook-id and body, signed each ' +
@@ -282,7 +283,7 @@ describe('webhook circuit breaker (per host)', () => {
         key = (await makeKey(rtad, { user: 'breaker-user', tier: 'pro' })).key;
     });
     after(async () => {
-        await rtad?.stop();
+        await stopClean(rtad);
     });
 
     it('five consecutive 500s open the breaker for 127.0.0.1: no more requests reach the ' +
@@ -335,7 +336,7 @@ describe('webhooks to private addresses', () => {
         key = (await makeKey(rtad, { user: 'private-user', tier: 'pro' })).key;
     });
     after(async () => {
-        await rtad?.stop();
+        await stopClean(rtad);
     });
 
     it('are refused unless webhooks.allow_private: dead, nothing sent', async () => {

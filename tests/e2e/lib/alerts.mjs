@@ -380,3 +380,15 @@ export function utcHHMM(minutes = 0) {
 
 /** Waits ms (for "nothing more arrives" checks), stretched for sanitizer builds. */
 export const settle = (ms = 600) => sleep(T(ms));
+
+const SANITIZER_RE = /ERROR: (AddressSanitizer|LeakSanitizer)|runtime error:|WARNING: ThreadSanitizer/;
+
+/** SIGTERM, then asserts a clean exit: code 0 and no sanitizer report on stderr (for after()
+ *  hooks: with the ASan build this is where leaks and memory errors show). */
+export async function stopClean(h) {
+    if (!h) return;
+    const code = await h.stop();
+    const bad = h.stderr.filter((l) => SANITIZER_RE.test(l));
+    assert.deepEqual(bad, [], `sanitizer report from rtad:\n${h.stderr.slice(-80).join('\n')}`);
+    assert.equal(code, 0, `rtad exit code ${code}; stderr tail:\n${h.stderr.slice(-20).join('\n')}`);
+}
