@@ -108,6 +108,7 @@ struct rta_rt {
     /* metrics */
     rta_metric_family *m_conn, *m_subs, *m_msgs, *m_bytes, *m_slow, *m_auth, *m_deliveries;
     rta_histogram *m_lag;
+    rta_counter *c_bytes_out;
 };
 
 /* ---------- small helpers ---------- */
@@ -462,6 +463,7 @@ static int client_send(rta_rt *rt, client *cl, rta_rbuf *sio_text, rta_rbuf *sio
     }
     if (rc == 0) {
         rt->stats.bytes_out += bytes;
+        rta_counter_add(rt->c_bytes_out, (double)bytes);
         return 0;
     }
     return -1;
@@ -668,6 +670,7 @@ void rta_rt_on_event(void *ud, rta_event *e)
     }
     rt->stats.deliveries += delivered;
     rta_counter_add(rta_metrics_counter(rt->m_deliveries, ""), (double)delivered);
+    rta_counter_add(rta_metrics_counter(rt->m_msgs, "direction=\"out\""), (double)delivered);
     rta_histogram_observe(rt->m_lag, lag);
     encoded_release(&enc);
     /* slow consumers are closed after the loop: closing may free clients */
@@ -1053,6 +1056,7 @@ static void ws_on_message(rta_ws *ws, int opcode, const char *data, size_t len)
 {
     client *cl = rta_ws_get_data(ws);
     rta_rt *rt = cl->rt;
+    rta_counter_add(rta_metrics_counter(rt->m_bytes, "direction=\"in\""), (double)len);
     json_t *reply = NULL;
     const char *type = "error";
     json_t *msg = NULL, *id = NULL;
@@ -1238,6 +1242,7 @@ rta_rt *rta_rt_new(uv_loop_t *loop, const rta_rt_options *opts, rta_keyring *key
                                             "Slow-consumer actions, by action");
     rt->m_auth = rta_metrics_counter_family("rta_realtime_auth_failures_total",
                                             "Refused realtime connections, by reason");
+    rt->c_bytes_out = rta_metrics_counter(rt->m_bytes, "direction=\"out\"");
     rt->m_deliveries = rta_metrics_counter_family("rta_realtime_deliveries_total",
                                                   "Events written to realtime clients");
     rt->m_lag = rta_metrics_histogram(
@@ -1308,6 +1313,11 @@ void rta_rt_notify_user(rta_rt *rt, const char *user_id, const char *event, json
             json_decref(o);
         }
     }
+}
+
+const rta_sio_stats *rta_rt_sio_stats(const rta_rt *rt)
+{
+    return rta_sio_server_stats(rt->sio);
 }
 
 size_t rta_rt_open_sessions(const rta_rt *rt)
