@@ -9,7 +9,7 @@ DEB_PACKAGES=(
   libuv1-dev libhttp-parser-dev libssl-dev libjansson-dev libsqlite3-dev
   libpq-dev libhiredis-dev libcurl4-openssl-dev libwslay-dev libinih-dev uthash-dev
   libcmocka-dev nodejs npm openssl sqlite3 curl
-  postgresql redis-server
+  postgresql redis-server tzdata wrk
 )
 
 SUDO=""

@@ -182,9 +182,12 @@ int main(int argc, char **argv)
             puts("rtad 0.1.0");
             return 0;
         }
-        if (strcmp(argv[i], "--config") == 0 && i + 1 < argc &&
-            rta_config_load_file(&cfg, argv[i + 1], err, sizeof err) != 0)
-            return die(err);
+        if (strcmp(argv[i], "--config") == 0 && i + 1 < argc) {
+            if (rta_config_load_file(&cfg, argv[i + 1], err, sizeof err) != 0)
+                return die(err);
+            free(cfg.config_path);
+            cfg.config_path = rta_strdup(argv[i + 1]);
+        }
     }
     if (rta_config_load_env(&cfg, NULL, err, sizeof err) != 0)
         return die(err);

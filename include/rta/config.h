@@ -21,6 +21,7 @@
 #include "rta/auth.h"
 
 typedef struct rta_config {
+    char *config_path;         /* --config FILE, NULL when none (not an option itself) */
     /* [server] */
     char *listen;              /* HOST:PORT */
     char *data_dir;
@@ -62,6 +63,35 @@ typedef struct rta_config {
     int64_t sim_pairs;
     int64_t sim_tokens;
     double sim_updates_per_sec;
+    /* [realtime] */
+    int64_t rt_max_subscriptions;
+    int64_t rt_max_queued_bytes;
+    char *rt_slow_consumer;       /* "disconnect" | "drop" */
+    char *rt_threshold_min_tier;  /* lowest tier allowed tvl_changes / price_changes */
+    int64_t rt_recovery_window_ms;
+    int64_t rt_ws_idle_timeout_ms;
+    int64_t rt_ping_interval_ms;
+    int64_t rt_ping_timeout_ms;
+    /* [alerts] */
+    char *alert_retry_schedule;   /* seconds between attempts, comma-separated */
+    int64_t alert_lease_ms;
+    int64_t alert_poll_ms;
+    int64_t alert_max_in_flight;
+    char *public_url;             /* base URL for links in notifications */
+    /* [webhooks] */
+    int64_t webhook_timeout_ms;
+    bool webhook_allow_private;
+    /* [smtp] */
+    char *smtp_url;               /* "" = email off */
+    bool smtp_starttls;
+    bool smtp_insecure;
+    char *smtp_user;
+    char *smtp_password;          /* secret */
+    char *smtp_from;
+    /* [push] */
+    char *fcm_base_url;
+    char *fcm_project;            /* "" = push off */
+    char *fcm_token;              /* secret */
     /* [tiers.*] */
     rta_tier tiers[RTA_TIER_COUNT];
 } rta_config;

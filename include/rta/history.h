@@ -45,6 +45,10 @@ void rta_history_record(rta_history *h, int64_t ts_s, double value);
  * nothing at or before ts_s within its span. */
 int rta_history_value_at(const rta_history *h, int64_t ts_s, double *out);
 
+/* The oldest point ever recorded (its value is exact, not bucketed). 0, or -1 when empty.
+ * Lets a caller measure a change over a window longer than the series' life. */
+int rta_history_first(const rta_history *h, int64_t *ts_s, double *value);
+
 /* Bytes one history uses once allocated (for docs and metrics). */
 size_t rta_history_bytes(void);
 

@@ -10,9 +10,7 @@
  * Request lifetime: the server owns rta_http_req. A handler answers exactly once with one of
  * the rta_http_send* functions; if the connection went away first, the answer is dropped and
  * the request freed then. Upgrade requests (WebSocket) go to the upgrade handler, which takes
- * over the connection; it may refuse with rta_http_send* (the answer is written on the raw
- * connection, which is then closed). An upgrade request is freed by the server when the
- * upgrade handler returns, answered or not: copy what you keep.
+ * over the connection, or refuses by answering like any handler (the connection then closes).
  */
 #ifndef RTA_HTTP_H
 #define RTA_HTTP_H
@@ -51,7 +49,6 @@ typedef struct rta_http_req {
     uint64_t start_ns;
     int keep_alive;
     int is_upgrade;
-    rta_conn *upgrade_conn;   /* during the upgrade handler: the conn to answer a refusal on */
     int http_minor;
     /* set by the application while routing */
     const char *route;        /* route pattern for metrics/logs, e.g. "/v1/protocols/{slug}" */
@@ -64,7 +61,9 @@ typedef struct rta_http_req {
 } rta_http_req;
 
 typedef void (*rta_http_handler)(void *ud, rta_http_req *req);
-/* Takes over conn for another protocol; leftover = bytes after the request head. */
+/* Takes over conn for another protocol (rta_conn_set_proto; leftover = bytes after the
+ * request head; req is freed by the server when this returns), or declines by answering req
+ * with an rta_http_send* function like any handler (the connection then closes). */
 typedef void (*rta_http_upgrade_handler)(void *ud, rta_http_req *req, rta_conn *conn,
                                          const char *leftover, size_t len);
 /* Called after each answer is queued, for logs and metrics. */

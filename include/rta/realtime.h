@@ -21,6 +21,7 @@
 #ifndef RTA_REALTIME_H
 #define RTA_REALTIME_H
 
+#include <jansson.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <uv.h>
@@ -41,7 +42,9 @@ typedef struct rta_rt_options {
     size_t recovery_max_sessions;  /* saved sessions kept (default 10000) */
     size_t replay_max_events;      /* most events replayed on one recovery (default 10000) */
     uint64_t ws_idle_timeout_ms;   /* plain WS: close when silent this long (default 120000) */
-    const rta_tier *tiers;         /* RTA_TIER_COUNT entries */
+    uint64_t ping_interval_ms;     /* Engine.IO (default 25000) */
+    uint64_t ping_timeout_ms;      /* Engine.IO (default 20000) */
+    const rta_tier *tiers;         /* RTA_TIER_COUNT entries, borrowed for the hub's life */
 } rta_rt_options;
 
 void rta_rt_options_default(rta_rt_options *o);
@@ -60,6 +63,9 @@ int rta_rt_handle_http(rta_rt *rt, rta_http_req *req);
  * Returns 1 when taken, 0 when the path is not a realtime one. */
 int rta_rt_handle_upgrade(rta_rt *rt, rta_http_req *req, rta_conn *conn, const char *leftover,
                           size_t len);
+/* Emits `event` with payload (borrowed) to every live connection of the user: Socket.IO
+ * clients get it as an event, plain WS clients as {"type":event,"data":payload}. */
+void rta_rt_notify_user(rta_rt *rt, const char *user_id, const char *event, json_t *payload);
 /* Closes every client with "server shutting down" (close code 1001 for plain WS). */
 void rta_rt_shutdown(rta_rt *rt);
 

@@ -13,9 +13,9 @@
  * (a new one, or the recovered one from auth.pid to tell the client it was recovered) and
  * events carry their offset as a last string argument, as socket.io 4.6+ does.
  *
- * Broadcast fast path: a packet is encoded once (rta_sio_encode_broadcast) and, for WebSocket
- * sockets, framed once (rta_ws_frame of the same text); rta_sio_send_packet queues the shared
- * buffers on each socket. Everything runs on the loop thread.
+ * Broadcast fast path: a packet is encoded once (rta_sio_encode_broadcast) and, for
+ * WebSocket sockets, framed once (rta_ws_frame of the same text); rta_sio_send_packet queues
+ * the shared buffers on each socket. Everything runs on the loop thread.
  */
 #ifndef RTA_SIO_SERVER_H
 #define RTA_SIO_SERVER_H
@@ -41,6 +41,9 @@ typedef struct rta_sio_options {
     size_t max_sessions;         /* default 19000 */
     const char *cors_origins;    /* "*" or list; "" = no CORS headers */
     int recovery;                /* include pid in CONNECT answers, offsets in events */
+    const char *path;            /* URL prefix of the endpoint (default "/socket.io/") */
+    int eio_echo;                /* testing only: no Socket.IO layer, every Engine.IO message
+                                    is echoed back (the Engine.IO compliance suite's server) */
 } rta_sio_options;
 
 /* What the client sent when opening the Engine.IO session. */
@@ -105,19 +108,26 @@ void *rta_sio_socket_get_data(const rta_sio_socket *s);
 void rta_sio_socket_set_data(rta_sio_socket *s, void *ud);
 /* Sets the pid sent in the CONNECT answer (only during on_connect). */
 void rta_sio_socket_set_pid(rta_sio_socket *s, const char *pid);
+/* Sets the Socket.IO sid sent in the CONNECT answer (only during on_connect): a recovered
+ * session keeps its old sid. 1..64 printable ASCII characters, no '"' or '\\'. */
+void rta_sio_socket_set_id(rta_sio_socket *s, const char *id);
 size_t rta_sio_socket_queued_bytes(const rta_sio_socket *s);
 
-/* Emits event with one JSON argument (any json_t, borrowed) and no ack. 0, -1 when full or
- * closed. */
+/* Emits event with one JSON argument (any json_t, borrowed; NULL = no argument) and no ack.
+ * 0, -1 when the backlog is full (nothing queued), -2 when closed. */
 int rta_sio_emit(rta_sio_socket *s, const char *event, json_t *arg);
-/* Answers an ack with args (array, borrowed). */
+/* Same with an array of arguments (borrowed, NULL = none). Arguments may hold binary blobs
+ * (rta/sio.h): the packet then goes as BINARY_EVENT with its attachments. */
+int rta_sio_emit_args(rta_sio_socket *s, const char *event, json_t *args);
+/* Answers an ack with args (array, borrowed; may hold blobs -> BINARY_ACK). Same returns. */
 int rta_sio_ack(rta_sio_socket *s, int64_t ack_id, json_t *args);
 /* Server-side namespace disconnect (sends DISCONNECT, then on_disconnect with reason). */
 void rta_sio_disconnect(rta_sio_socket *s, const char *reason);
 
 /* Encodes the Engine.IO text of an EVENT packet once:
  *   4 2 /nsp, ["event", <json_arg text as given>, "<offset>"]
- * json_arg must be valid JSON text; offset may be NULL (omitted). refcnt 1. */
+ * json_arg must be valid JSON text (NULL or len 0: no argument); offset may be NULL (omitted).
+ * refcnt 1; NULL on a bad namespace. */
 rta_rbuf *rta_sio_encode_broadcast(const char *nsp, const char *event, const char *json_arg,
                                    size_t json_len, const char *offset);
 /* Queues an encoded packet: websocket sockets get ws_frame (rta_ws_frame(TEXT, eio_text) built

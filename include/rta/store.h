@@ -74,6 +74,71 @@ typedef struct rta_token_meta {
     double confidence;
 } rta_token_meta;
 
+/* ---- alerts (migration 2) ---- */
+
+/* One firing or resolution of a rule for one series. */
+typedef struct rta_trigger_record {
+    char *id;              /* UUIDv7 */
+    char *rule_id;
+    char *user_id;
+    char *series;          /* "tvl:uniswap-v3:ethereum", "price:coingecko:ethereum" */
+    char *state;           /* "firing" | "resolved" */
+    double value;
+    char *event_id;
+    int64_t event_offset;
+    int64_t at_ms;
+    char *payload;         /* JSON text: the event and rule summary */
+} rta_trigger_record;
+void rta_trigger_record_free_fields(rta_trigger_record *t);
+
+/* One notification to one target; keeps its id across retries. */
+typedef struct rta_delivery_record {
+    char *id;              /* UUIDv7: webhook-id, Message-ID seed */
+    char *trigger_id;
+    char *rule_id;
+    char *user_id;
+    char *channel;         /* "email" | "webhook" | "push" */
+    char *target;
+    char *status;          /* "pending" | "delivered" | "dead" | "suppressed" | "disabled" */
+    int attempts;
+    int64_t next_attempt_ms;
+    int64_t lease_until_ms; /* 0 = not leased */
+    int64_t created_ms;
+    int64_t updated_ms;
+    int64_t delivered_ms;  /* 0 until delivered */
+    int last_status_code;  /* HTTP or SMTP code of the last attempt, 0 = none */
+    char *last_error;      /* may be NULL */
+    char *note;            /* why suppressed ("quiet hours", "channel disabled"), may be NULL */
+    char *payload;         /* JSON text: everything the sender needs (subject, body, secret...) */
+} rta_delivery_record;
+void rta_delivery_record_free_fields(rta_delivery_record *d);
+
+typedef struct rta_attempt_record {
+    char *delivery_id;
+    int attempt;           /* 1-based */
+    int64_t at_ms;
+    int64_t latency_ms;
+    int status_code;       /* 0 = no answer */
+    char *outcome;         /* "success" | "retry" | "dead" | "disabled" */
+    char *error;           /* may be NULL */
+} rta_attempt_record;
+void rta_attempt_record_free_fields(rta_attempt_record *a);
+
+typedef struct rta_delivery_filter {
+    const char *user_id;   /* NULL = any (admin) */
+    const char *rule_id;
+    const char *channel;
+    const char *status;
+    int64_t since_ms, until_ms; /* 0 = no bound (on created_ms) */
+    const char *before_id; /* cursor: deliveries created before this one; NULL = newest */
+    int limit;             /* 1..1000 */
+} rta_delivery_filter;
+
+typedef int (*rta_rule_cb)(void *ud, const char *rule_id, const char *user_id,
+                           const char *body_json);
+typedef int (*rta_rule_state_cb)(void *ud, const char *rule_id, const char *series, int firing,
+                                 int64_t last_notified_ms);
+
 typedef int (*rta_point_cb)(void *ud, const rta_point *p);            /* non-zero stops */
 typedef int (*rta_protocol_meta_cb)(void *ud, const rta_protocol_meta *m);
 typedef int (*rta_token_meta_cb)(void *ud, const rta_token_meta *m);
@@ -105,6 +170,43 @@ typedef struct rta_store_ops {
     int (*protocols_load)(void *db, rta_protocol_meta_cb cb, void *ud);
     int (*tokens_upsert)(void *db, const rta_token_meta *m, size_t n);
     int (*tokens_load)(void *db, rta_token_meta_cb cb, void *ud);
+
+    /* ---- alerts ---- */
+    /* Rules are stored as their JSON (rta_alert_rule_to_storage) plus indexed columns. */
+    int (*rule_upsert)(void *db, const char *rule_id, const char *user_id, const char *body_json,
+                       int is_active, int64_t created_ms, int64_t updated_ms);
+    int (*rule_delete)(void *db, const char *rule_id); /* 0, 1 = no such rule */
+    int (*rules_load)(void *db, rta_rule_cb cb, void *ud);
+    int (*rule_state_put)(void *db, const char *rule_id, const char *series, int firing,
+                          int64_t last_notified_ms);
+    int (*rule_states_load)(void *db, rta_rule_state_cb cb, void *ud);
+    int (*trigger_insert)(void *db, const rta_trigger_record *t);
+    /* Triggers of a rule, newest first, at_ms < before_ms (0 = newest). */
+    int (*triggers_query)(void *db, const char *rule_id, int64_t before_ms, int limit,
+                          rta_trigger_record **out, size_t *n);
+    int (*delivery_insert)(void *db, const rta_delivery_record *d);
+    /* Leases up to max pending deliveries due at now_ms whose lease is free or expired:
+     * sets lease_until_ms and returns them, oldest due first. */
+    int (*deliveries_claim)(void *db, int64_t now_ms, int64_t lease_until_ms, size_t max,
+                            rta_delivery_record **out, size_t *n);
+    /* Records one attempt and updates the delivery: status (pending for a retry, delivered,
+     * dead, disabled), attempts = a->attempt, next_attempt_ms, last status/error, lease
+     * cleared, delivered_ms = a->at_ms when delivered. Atomic. 1 = no such delivery; -1 also
+     * when that attempt number is already recorded (a second worker after a lease expiry). */
+    int (*delivery_record_attempt)(void *db, const rta_attempt_record *a, const char *new_status,
+                                   int64_t next_attempt_ms);
+    int (*deliveries_query)(void *db, const rta_delivery_filter *f, rta_delivery_record **out,
+                            size_t *n);
+    int (*delivery_get)(void *db, const char *id, rta_delivery_record *out); /* 1 = absent */
+    int (*attempts_query)(void *db, const char *delivery_id, rta_attempt_record **out,
+                          size_t *n);
+    /* dead -> pending now (attempt count kept). 0, 1 = absent, 2 = not dead. */
+    int (*delivery_requeue)(void *db, const char *id, int64_t now_ms);
+    /* Every delivery of a trigger (history view). */
+    int (*deliveries_for_trigger)(void *db, const char *trigger_id, rta_delivery_record **out,
+                                  size_t *n);
+    int (*prefs_get)(void *db, const char *user_id, char **json); /* 1 = absent */
+    int (*prefs_put)(void *db, const char *user_id, const char *json);
 
     /* Small key/value table for process state (last event offset, schema notes). */
     int (*kv_get)(void *db, const char *key, char **value); /* 1 = absent */

@@ -44,7 +44,7 @@ typedef struct rta_ws_options {
     size_t max_queued_bytes;   /* send backpressure cap (default 1 MiB) */
     uint64_t close_timeout_ms; /* wait for the peer's close frame (default 5000) */
     uint64_t idle_timeout_ms;  /* 0 = none; any frame received resets it */
-    int permessage_deflate;    /* negotiate when offered (default off) */
+    int permessage_deflate;    /* reserved: compression is not implemented, never accepted */
     const char *subprotocol;   /* NULL = none */
 } rta_ws_options;
 
@@ -61,8 +61,10 @@ typedef struct rta_ws_handler {
 void rta_ws_options_default(rta_ws_options *o);
 
 /* Validates the upgrade request (rta/ws_handshake.h); on failure answers the request with the
- * JSON error (400/426) and returns NULL, else writes the 101 response, takes over conn and
- * feeds it leftover bytes. The request itself stays owned by the caller. */
+ * JSON error (400/426; the answer consumes req, as rta_http_send* do) and returns NULL, else
+ * writes the 101 response, takes over conn and feeds it the leftover bytes (copied; fed later
+ * in this loop turn, so no callback runs before this returns). On success the request stays
+ * owned by the caller (the HTTP server frees it). opts NULL = defaults. */
 rta_ws *rta_ws_accept(rta_http_req *req, rta_conn *conn, const char *leftover, size_t len,
                       const rta_ws_options *opts, const rta_ws_handler *handler, void *ud);
 
@@ -82,7 +84,8 @@ size_t rta_ws_queued_bytes(const rta_ws *ws);
 /* Starts the close handshake with code and reason; the conn closes when the peer answers or
  * after close_timeout_ms. */
 void rta_ws_close(rta_ws *ws, int code, const char *reason);
-/* Drops the connection now (no close frame): for dead or abusive peers. */
+/* Drops the connection now (no close frame): for dead or abusive peers. on_close runs before
+ * this returns, unless called from inside one of this ws's callbacks (then right after it). */
 void rta_ws_abort(rta_ws *ws, const char *reason);
 
 #endif

@@ -114,10 +114,28 @@ rta_app *rta_app_init(rta_config *cfg, uv_loop_t *loop)
     app->qcache = rta_query_cache_new((size_t)cfg->query_cache_entries,
                                       (size_t)cfg->query_cache_bytes);
     app->qctx = rta_query_ctx_new();
+    rta_rt_options ro;
+    rta_rt_options_default(&ro);
+    ro.max_subscriptions = (size_t)cfg->rt_max_subscriptions;
+    ro.max_queued_bytes = (size_t)cfg->rt_max_queued_bytes;
+    ro.slow_consumer_drop = strcmp(cfg->rt_slow_consumer, "drop") == 0;
+    ro.threshold_min_tier = cfg->rt_threshold_min_tier;
+    ro.recovery_window_ms = (uint64_t)cfg->rt_recovery_window_ms;
+    ro.ws_idle_timeout_ms = (uint64_t)cfg->rt_ws_idle_timeout_ms;
+    ro.ping_interval_ms = (uint64_t)cfg->rt_ping_interval_ms;
+    ro.ping_timeout_ms = (uint64_t)cfg->rt_ping_timeout_ms;
+    ro.tiers = cfg->tiers;
+    app->rt = rta_rt_new(loop, &ro, app->keys, app->event_log, app->store, cfg->cors_origins);
+    rta_bus_subscribe(app->bus, rta_rt_on_event, app->rt);
     if (rta_persist_load(app) != 0) {
         rta_log(RTA_LOG_ERROR, "cannot load the state from the store", NULL);
         goto fail;
     }
+    if (rta_alerts_init(app) != 0) {
+        rta_log(RTA_LOG_ERROR, "cannot load the alert rules from the store", NULL);
+        goto fail;
+    }
+    rta_bus_subscribe(app->bus, rta_alerts_on_event, app);
     if (cfg->sim_enabled) {
         rta_sim_options so2 = {
             .seed = (uint64_t)cfg->sim_seed,
@@ -175,6 +193,75 @@ static void on_signal(uv_signal_t *s, int signum)
     rta_app_begin_shutdown(app, signum == SIGTERM ? "SIGTERM" : "SIGINT");
 }
 
+static void on_upgrade(void *ud, rta_http_req *req, rta_conn *conn, const char *leftover,
+                       size_t len)
+{
+    rta_app *app = ud;
+    if (app->shutting_down) {
+        rta_http_send_error(req, 503, "shutting_down", "rtad is shutting down", NULL);
+        return;
+    }
+    if (!rta_rt_handle_upgrade(app->rt, req, conn, leftover, len))
+        rta_http_send_error(req, 404, "not_found", "no WebSocket endpoint at this path",
+                            json_pack("{s:s}", "path", req->path));
+}
+
+/* SIGHUP: re-reads the config file and RTA_* environment and applies what can change at run
+ * time: log level, tier limits, CORS origins, the minimum change to emit. Flags given at start
+ * are not re-applied. Everything else needs a restart (logged). */
+static void reload_config(rta_app *app)
+{
+    rta_config next;
+    char err[512];
+    rta_config_init(&next);
+    int rc = 0;
+    if (app->cfg->config_path)
+        rc = rta_config_load_file(&next, app->cfg->config_path, err, sizeof err);
+    if (rc == 0)
+        rc = rta_config_load_env(&next, NULL, err, sizeof err);
+    if (rc == 0)
+        rc = rta_config_finish(&next, err, sizeof err);
+    if (rc != 0 || rta_log_level_parse(next.log_level) < 0) {
+        rta_log(RTA_LOG_ERROR, "config reload refused; keeping the running configuration",
+                "{s:s}", "error", rc ? err : "server.log_level");
+        rta_store_audit(app->store, "system", "config.reload", app->cfg->config_path, NULL, NULL,
+                        json_pack("{s:b,s:s}", "applied", 0, "error", rc ? err : "log_level"));
+        rta_config_free(&next);
+        return;
+    }
+    json_t *changed = json_array();
+    if (strcmp(next.log_level, app->cfg->log_level) != 0) {
+        json_array_append_new(changed, json_string("server.log_level"));
+        free(app->cfg->log_level);
+        app->cfg->log_level = rta_strdup(next.log_level);
+        rta_log_set_level((rta_log_level)rta_log_level_parse(next.log_level));
+    }
+    if (memcmp(next.tiers, app->cfg->tiers, sizeof next.tiers) != 0) {
+        json_array_append_new(changed, json_string("tiers"));
+        memcpy(app->cfg->tiers, next.tiers, sizeof next.tiers);
+    }
+    if (strcmp(next.cors_origins, app->cfg->cors_origins) != 0) {
+        json_array_append_new(changed, json_string("server.cors_origins"));
+        free(app->cfg->cors_origins);
+        app->cfg->cors_origins = rta_strdup(next.cors_origins);
+        rta_http_server_set_cors(app->http, next.cors_origins);
+    }
+    if (next.events_min_change != app->cfg->events_min_change) {
+        json_array_append_new(changed, json_string("events.min_change"));
+        app->cfg->events_min_change = next.events_min_change;
+        app->state->opts.min_change = next.events_min_change;
+    }
+    rta_log(RTA_LOG_INFO, "config reloaded", "{s:O}", "changed", changed);
+    rta_store_audit(app->store, "system", "config.reload", app->cfg->config_path, NULL, NULL,
+                    json_pack("{s:b,s:o}", "applied", 1, "changed", changed));
+    rta_config_free(&next);
+}
+
+static void on_sighup(uv_signal_t *s, int signum)
+{
+    reload_config(s->data);
+}
+
 static void on_accept(void *ud, rta_conn *c)
 {
     rta_app *app = ud;
@@ -212,6 +299,7 @@ int rta_app_start(rta_app *app)
     };
     app->http = rta_http_server_new(&lim, rta_app_handle_request, app);
     rta_http_server_set_observer(app->http, rta_app_observe_request);
+    rta_http_server_set_upgrade(app->http, on_upgrade);
     rta_http_server_set_cors(app->http, cfg->cors_origins);
     app->net = rta_net_new(app->loop, (size_t)cfg->max_connections, on_accept, app);
     if (listen_on(app, cfg->listen, NULL) != 0)
@@ -239,11 +327,15 @@ int rta_app_start(rta_app *app)
                    (uint64_t)cfg->persist_interval_ms);
     uv_timer_start(&app->keys_timer, on_keys_tick, KEYS_REFRESH_MS, KEYS_REFRESH_MS);
     uv_timer_start(&app->housekeeping_timer, on_housekeeping, HOUSEKEEPING_MS, HOUSEKEEPING_MS);
+    rta_alerts_start(app);
     uv_signal_init(app->loop, &app->sigterm);
     uv_signal_init(app->loop, &app->sigint);
     app->sigterm.data = app->sigint.data = app;
     uv_signal_start(&app->sigterm, on_signal, SIGTERM);
     uv_signal_start(&app->sigint, on_signal, SIGINT);
+    uv_signal_init(app->loop, &app->sighup);
+    app->sighup.data = app;
+    uv_signal_start(&app->sighup, on_sighup, SIGHUP);
 
     char host[256];
     int port;
@@ -259,6 +351,11 @@ static void finish_shutdown(rta_app *app)
     uv_timer_stop(&app->shutdown_timer);
     rta_persist_flush(app, 1);
     rta_net_close_all(app->net);
+    rta_alerts_stop(app);
+    if (app->notify) { /* in-flight sends end as retries, recorded before the store closes */
+        rta_notify_free(app->notify);
+        app->notify = NULL;
+    }
     /* Drains every queued job (the final flush included) and runs their done callbacks. */
     rta_store_close(app->store);
     app->store = NULL;
@@ -268,6 +365,7 @@ static void finish_shutdown(rta_app *app)
         uv_close((uv_handle_t *)timers[i], NULL);
     uv_close((uv_handle_t *)&app->sigterm, NULL);
     uv_close((uv_handle_t *)&app->sigint, NULL);
+    uv_close((uv_handle_t *)&app->sighup, NULL);
     rta_log(RTA_LOG_INFO, "shutdown complete", "{s:I}", "last_offset",
             (json_int_t)rta_bus_last_offset(app->bus));
 }
@@ -297,6 +395,7 @@ void rta_app_begin_shutdown(rta_app *app, const char *reason)
                     json_pack("{s:s}", "reason", reason));
     rta_net_stop_listening(app->net);
     uv_timer_stop(&app->sim_timer);
+    rta_rt_shutdown(app->rt);
     rta_http_server_drain(app->http, app->net);
     uv_timer_start(&app->shutdown_timer, on_shutdown_check, 0, 20);
 }
@@ -308,6 +407,8 @@ void rta_app_free(rta_app *app)
     if (app->store)
         rta_store_close(app->store);
     rta_persist_free(app);
+    rta_alerts_free(app);
+    rta_rt_free(app->rt);
     if (app->sim)
         rta_sim_free(app->sim);
     if (app->qcache)

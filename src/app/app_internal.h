@@ -5,12 +5,17 @@
 #define RTA_APP_INTERNAL_H
 
 #include "rta/app.h"
+#include "rta/alert.h"
 #include "rta/metrics.h"
+#include "rta/notify.h"
+#include "rta/realtime.h"
 #include "rta/simulator.h"
 
 #include <jansson.h>
 
 typedef struct dirty_entry dirty_entry;
+typedef struct prefs_entry prefs_entry;
+typedef struct disabled_target disabled_target;
 
 struct rta_app {
     uv_loop_t *loop;
@@ -26,6 +31,7 @@ struct rta_app {
     rta_http_server *http;
     SSL_CTX *ssl_ctx;
     rta_sim *sim;
+    rta_rt *rt;                 /* realtime API: Socket.IO + plain WebSocket clients */
     int64_t started_ms;
 
     uv_timer_t sim_timer;
@@ -33,7 +39,7 @@ struct rta_app {
     uv_timer_t keys_timer;
     uv_timer_t housekeeping_timer;
     uv_timer_t shutdown_timer;
-    uv_signal_t sigterm, sigint;
+    uv_signal_t sigterm, sigint, sighup;
     double sim_carry;            /* fractional updates owed by the simulator timer */
     int shutting_down;
     int64_t shutdown_deadline_ms;
@@ -43,6 +49,17 @@ struct rta_app {
     /* write-behind of changed series (see persist.c) */
     dirty_entry *dirty;          /* uthash set of series changed since the last flush */
     size_t ndirty;
+
+    /* alerting (alerts.c) */
+    rta_alert_engine *alerts;
+    rta_notify *notify;
+    uv_timer_t outbox_timer;
+    prefs_entry *prefs;           /* user preferences cache (uthash) */
+    disabled_target *disabled_targets;
+    size_t outbox_in_flight;
+    int outbox_claiming;
+    rta_counter *m_evaluations;
+    rta_metric_family *m_triggers, *m_notifications, *m_retries, *m_dead, *m_delivery_latency;
 
     /* metrics */
     rta_metric_family *m_requests, *m_request_seconds, *m_ingest_items, *m_events,
@@ -103,6 +120,32 @@ void rta_persist_flush(rta_app *app, int final);
 /* Loads state from the store (startup, synchronous). */
 int rta_persist_load(rta_app *app);
 void rta_persist_free(rta_app *app);
+
+/* alerts.c */
+int rta_alerts_init(rta_app *app);     /* loads rules, states, prefs; creates channels */
+void rta_alerts_start(rta_app *app);   /* starts the outbox worker */
+void rta_alerts_stop(rta_app *app);
+void rta_alerts_free(rta_app *app);
+void rta_alerts_on_event(void *app, rta_event *e); /* bus subscriber */
+void rta_alerts_kick(rta_app *app);    /* claim due deliveries now */
+json_t *rta_alerts_prefs(rta_app *app, const char *user_id);          /* borrowed or NULL */
+void rta_alerts_prefs_set(rta_app *app, const char *user_id, json_t *prefs); /* stolen */
+int rta_alerts_valid_timezone(const char *tz);
+int rta_alerts_target_disabled(rta_app *app, const char *channel, const char *target);
+
+/* api_alerts.c */
+void api_rules_create(rta_app *app, rta_http_req *req);
+void api_rules_list(rta_app *app, rta_http_req *req);
+void api_rule_get(rta_app *app, rta_http_req *req);
+void api_rule_replace(rta_app *app, rta_http_req *req);
+void api_rule_patch(rta_app *app, rta_http_req *req);
+void api_rule_delete(rta_app *app, rta_http_req *req);
+void api_rule_history(rta_app *app, rta_http_req *req);
+void api_deliveries_list(rta_app *app, rta_http_req *req);
+void api_delivery_get(rta_app *app, rta_http_req *req);
+void api_delivery_retry(rta_app *app, rta_http_req *req);
+void api_prefs_get(rta_app *app, rta_http_req *req);
+void api_prefs_put(rta_app *app, rta_http_req *req);
 
 /* keys_sync.c */
 int rta_app_keys_load_sync(rta_app *app);

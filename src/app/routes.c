@@ -35,6 +35,18 @@ static const route routes[] = {
     {"GET", "/v1/protocols/{slug}", RTA_PERM_READ, api_protocol_get},
     {"GET", "/v1/chains", RTA_PERM_READ, api_chains_list},
     {"GET", "/v1/prices/{token}", RTA_PERM_READ, api_price_get},
+    {"POST", "/v1/alerts/rules", RTA_PERM_ALERTS, api_rules_create},
+    {"GET", "/v1/alerts/rules", RTA_PERM_ALERTS, api_rules_list},
+    {"GET", "/v1/alerts/rules/{id}", RTA_PERM_ALERTS, api_rule_get},
+    {"PUT", "/v1/alerts/rules/{id}", RTA_PERM_ALERTS, api_rule_replace},
+    {"PATCH", "/v1/alerts/rules/{id}", RTA_PERM_ALERTS, api_rule_patch},
+    {"DELETE", "/v1/alerts/rules/{id}", RTA_PERM_ALERTS, api_rule_delete},
+    {"GET", "/v1/alerts/rules/{id}/history", RTA_PERM_ALERTS, api_rule_history},
+    {"GET", "/v1/alerts/deliveries", RTA_PERM_ALERTS, api_deliveries_list},
+    {"GET", "/v1/alerts/deliveries/{id}", RTA_PERM_ALERTS, api_delivery_get},
+    {"POST", "/v1/alerts/deliveries/{id}/retry", RTA_PERM_ALERTS, api_delivery_retry},
+    {"GET", "/v1/users/me/preferences", RTA_PERM_ALERTS, api_prefs_get},
+    {"PUT", "/v1/users/me/preferences", RTA_PERM_ALERTS, api_prefs_put},
 };
 
 /* Matches path against pattern; on success stores captures in req->params. */
@@ -208,6 +220,8 @@ static int authenticate(rta_app *app, rta_http_req *req, uint32_t perm)
 void rta_app_handle_request(void *ud, rta_http_req *req)
 {
     rta_app *app = ud;
+    if (rta_rt_handle_http(app->rt, req)) /* Socket.IO long-polling under /socket.io/ */
+        return;
     const route *found = NULL;
     char allow[128] = "";
     for (size_t i = 0; i < RTA_ARRAY_LEN(routes); i++) {

@@ -63,6 +63,30 @@ static const option options[] = {
     O("simulator", "pairs", OPT_INT, sim_pairs, "12000", 1, 10000000),
     O("simulator", "tokens", OPT_INT, sim_tokens, "300", 1, 1000000),
     O("simulator", "updates_per_sec", OPT_DOUBLE, sim_updates_per_sec, "50", 0, 0),
+    O("realtime", "max_subscriptions", OPT_INT, rt_max_subscriptions, "100", 1, 100000),
+    O("realtime", "max_queued_bytes", OPT_INT, rt_max_queued_bytes, "1048576", 4096, 1LL << 30),
+    S("realtime", "slow_consumer", rt_slow_consumer, "disconnect"),
+    S("realtime", "threshold_min_tier", rt_threshold_min_tier, "pro"),
+    O("realtime", "recovery_window_ms", OPT_INT, rt_recovery_window_ms, "120000", 0, 86400000),
+    O("realtime", "ws_idle_timeout_ms", OPT_INT, rt_ws_idle_timeout_ms, "120000", 0, 86400000),
+    O("realtime", "ping_interval_ms", OPT_INT, rt_ping_interval_ms, "25000", 100, 3600000),
+    O("realtime", "ping_timeout_ms", OPT_INT, rt_ping_timeout_ms, "20000", 100, 3600000),
+    S("alerts", "retry_schedule", alert_retry_schedule, "0,5,300,1800,7200,18000,36000,36000"),
+    O("alerts", "lease_ms", OPT_INT, alert_lease_ms, "60000", 1000, 3600000),
+    O("alerts", "poll_ms", OPT_INT, alert_poll_ms, "250", 10, 60000),
+    O("alerts", "max_in_flight", OPT_INT, alert_max_in_flight, "256", 1, 100000),
+    S("alerts", "public_url", public_url, "http://127.0.0.1:8080"),
+    O("webhooks", "timeout_ms", OPT_INT, webhook_timeout_ms, "10000", 100, 600000),
+    O("webhooks", "allow_private", OPT_BOOL, webhook_allow_private, "false", 0, 0),
+    S("smtp", "url", smtp_url, ""),
+    O("smtp", "starttls", OPT_BOOL, smtp_starttls, "false", 0, 0),
+    O("smtp", "insecure", OPT_BOOL, smtp_insecure, "false", 0, 0),
+    S("smtp", "user", smtp_user, ""),
+    {"smtp", "password", OPT_STR, offsetof(rta_config, smtp_password), "", 1, 0, 0},
+    S("smtp", "from", smtp_from, "rta alerts <alerts@localhost>"),
+    S("push", "fcm_base_url", fcm_base_url, "https://fcm.googleapis.com"),
+    S("push", "fcm_project", fcm_project, ""),
+    {"push", "fcm_token", OPT_STR, offsetof(rta_config, fcm_token), "", 1, 0, 0},
 #define TIER(i, name)                                                                              \
     O("tiers." name, "websocket_connections", OPT_INT, tiers[i].websocket_connections, NULL, 0,    \
       1000000),                                                                                    \
@@ -145,6 +169,8 @@ void rta_config_init(rta_config *cfg)
 
 void rta_config_free(rta_config *cfg)
 {
+    free(cfg->config_path);
+    cfg->config_path = NULL;
     for (size_t i = 0; i < RTA_ARRAY_LEN(options); i++)
         if (options[i].type == OPT_STR) {
             char **f = (char **)((char *)cfg + options[i].offset);
@@ -294,6 +320,35 @@ int rta_config_finish(rta_config *cfg, char *err, size_t errlen)
         size_t n = strlen(cfg->data_dir) + 16;
         cfg->store_path = rta_xmalloc(n);
         snprintf(cfg->store_path, n, "%s/rta.db", cfg->data_dir);
+    }
+    if (strcmp(cfg->rt_slow_consumer, "disconnect") != 0 &&
+        strcmp(cfg->rt_slow_consumer, "drop") != 0) {
+        snprintf(err, errlen, "realtime.slow_consumer: expected disconnect or drop");
+        return -1;
+    }
+    if (rta_tier_find(cfg->tiers, cfg->rt_threshold_min_tier) == NULL) {
+        snprintf(err, errlen, "realtime.threshold_min_tier: expected free, pro or enterprise");
+        return -1;
+    }
+    {
+        const char *p = cfg->alert_retry_schedule;
+        int n = 0;
+        while (*p) {
+            char *end;
+            long v = strtol(p, &end, 10);
+            if (end == p || v < 0 || v > 7 * 86400 || (*end != ',' && *end != '\0')) {
+                snprintf(err, errlen,
+                         "alerts.retry_schedule: expected comma-separated seconds, got \"%s\"",
+                         cfg->alert_retry_schedule);
+                return -1;
+            }
+            n++;
+            p = *end ? end + 1 : end;
+        }
+        if (n < 1 || n > 32) {
+            snprintf(err, errlen, "alerts.retry_schedule: 1 to 32 attempts");
+            return -1;
+        }
     }
     if (cfg->events_min_change > 100) {
         snprintf(err, errlen, "events.min_change is a fraction (0.05 = 5%%)");

@@ -36,6 +36,8 @@ struct rta_history_ring {
 /* The one allocation behind h->rings: ring headers, then all buckets. */
 typedef struct {
     struct rta_history_ring ring[RING_COUNT];
+    int64_t first_ts;  /* the oldest point ever recorded (windows longer than the series) */
+    double first_v;
     slot slots[TOTAL_SLOTS];
 } history_block;
 
@@ -85,6 +87,8 @@ static struct rta_history_ring *history_alloc(void)
         blk->slots[i].v = NAN;
         blk->slots[i].off = 0;
     }
+    blk->first_ts = INT64_MAX;
+    blk->first_v = NAN;
     return blk->ring;
 }
 
@@ -126,6 +130,21 @@ void rta_history_record(rta_history *h, int64_t ts_s, double value)
         v = v > 0 ? 3.4e38f : -3.4e38f;
     for (int i = 0; i < RING_COUNT; i++)
         ring_record(&h->rings[i], ts_s, v);
+    history_block *blk = (history_block *)h->rings;
+    if (ts_s < blk->first_ts) {
+        blk->first_ts = ts_s;
+        blk->first_v = value;
+    }
+}
+
+int rta_history_first(const rta_history *h, int64_t *ts_s, double *value)
+{
+    if (h->rings == NULL)
+        return -1;
+    const history_block *blk = (const history_block *)h->rings;
+    *ts_s = blk->first_ts;
+    *value = blk->first_v;
+    return 0;
 }
 
 /* Newest point at or before ts_s in ring r: 1 and *out, 0 when the ring has none within its

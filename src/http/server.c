@@ -45,9 +45,12 @@ struct rta_http_conn {
     const char *err_msg;
     int processing;
     int closing;
+    int in_upgrade;        /* the upgrade handler is running: http_on_close must not free */
+    int gone;              /* closed while in_upgrade */
 };
 
 static const rta_conn_proto http_proto;
+static void http_on_close_free(rta_http_conn *hc);
 
 const char *rta_http_status_text(int status)
 {
@@ -364,18 +367,6 @@ void rta_http_send(rta_http_req *req, int status, const char *content_type, cons
     rta_http_server *srv = req->srv;
     rta_http_conn *hc = req->hc;
     req->status = status;
-    if (req->upgrade_conn != NULL) {
-        /* an upgrade the new protocol refused: answer on the raw conn and close it; the
-         * request itself is freed by dispatch() when the upgrade handler returns */
-        rta_rbuf *rb = build_response(req, status, content_type, body, len, 0);
-        rta_conn_write(req->upgrade_conn, rb);
-        rta_rbuf_unref(rb);
-        rta_conn_close_graceful(req->upgrade_conn);
-        req->upgrade_conn = NULL;
-        if (srv->observer)
-            srv->observer(srv->ud, req);
-        return;
-    }
     if (hc == NULL) { /* the client left before the answer */
         srv->inflight--;
         if (srv->observer)
@@ -408,7 +399,7 @@ void rta_http_send(rta_http_req *req, int status, const char *content_type, cons
 
 void rta_http_send_json(rta_http_req *req, int status, json_t *body)
 {
-    char *text = json_dumps(body, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    char *text = json_dumps(body, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(15));
     json_decref(body);
     if (text == NULL) {
         rta_http_send(req, 500, "application/json",
@@ -469,24 +460,28 @@ static void dispatch(rta_http_conn *hc, rta_http_req *r, const char *leftover, s
                              "this endpoint does not accept protocol upgrades");
             return;
         }
-        /* The new protocol owns the conn from here; the request is handed over for its
-         * headers and freed by us right after. */
+        /* The upgrade handler either takes the conn over (rta_conn_set_proto with its own
+         * protocol; the request is freed by us right after) or answers the request like any
+         * handler, e.g. a 400 for a bad handshake, and the connection then closes. */
         rta_conn *c = hc->conn;
-        hc->closing = 1;
-        c->proto = NULL; /* detach: on_close of http must not run for an upgraded conn */
-        c->proto_data = NULL;
-        r->hc = NULL;
-        r->upgrade_conn = c;
+        r->keep_alive = 0;
+        hc->active = r;
+        srv->inflight++;
+        hc->in_upgrade = 1;
         rta_conn_set_timeout(c, 0);
-        rta_http_conn *old = hc;
         srv->upgrade(srv->ud, r, c, leftover, leftlen);
+        hc->in_upgrade = 0;
+        if (hc->gone) { /* closed during the handler (e.g. answered and closed at once) */
+            http_on_close_free(hc);
+            return;
+        }
+        if (c->proto == &http_proto)
+            return; /* answered, or to be answered later: the ordinary request path */
+        /* taken over: the new protocol owns the conn (it may even be closed already) */
+        hc->active = NULL;
+        srv->inflight--;
         req_free(r);
-        rta_dbuf_free(&old->held);
-        rta_dbuf_free(&old->url);
-        rta_dbuf_free(&old->field);
-        rta_dbuf_free(&old->value);
-        req_free(old->cur);
-        free(old);
+        http_on_close_free(hc);
         return;
     }
     if (srv->draining)
@@ -574,11 +569,8 @@ static void http_on_timeout(rta_conn *c)
     rta_conn_close(c);
 }
 
-static void http_on_close(rta_conn *c)
+static void http_on_close_free(rta_http_conn *hc)
 {
-    rta_http_conn *hc = c->proto_data;
-    if (hc == NULL)
-        return;
     if (hc->active)
         hc->active->hc = NULL; /* the handler still owns it; answering will free it */
     req_free(hc->cur);
@@ -588,6 +580,19 @@ static void http_on_close(rta_conn *c)
     rta_dbuf_free(&hc->field);
     rta_dbuf_free(&hc->value);
     free(hc);
+}
+
+static void http_on_close(rta_conn *c)
+{
+    rta_http_conn *hc = c->proto_data;
+    if (hc == NULL)
+        return;
+    if (hc->in_upgrade) { /* dispatch() frees hc once the upgrade handler returns */
+        hc->gone = 1;
+        hc->closing = 1;
+        return;
+    }
+    http_on_close_free(hc);
 }
 
 static const rta_conn_proto http_proto = {

@@ -58,6 +58,7 @@ struct client {
     rta_sio_socket *sio;
     rta_ws *ws;
     char key_id[RTA_KEY_ID_LEN + 1];
+    char user_id[129];
     char tier[16];
     char remote_ip[46];
     char pid[40];
@@ -86,7 +87,8 @@ typedef struct saved_session {
 struct rta_rt {
     uv_loop_t *loop;
     rta_rt_options opts;
-    rta_tier tiers[RTA_TIER_COUNT];
+    const rta_tier *tiers;     /* the configuration's (follows reloads) or defaults */
+    rta_tier default_tiers[RTA_TIER_COUNT];
     rta_keyring *keys;
     rta_event_log *log;
     rta_store *store;
@@ -680,6 +682,7 @@ static client *client_new(rta_rt *rt, client_kind kind, rta_key *key, const char
     cl->kind = kind;
     cl->rt = rt;
     snprintf(cl->key_id, sizeof cl->key_id, "%s", key->rec.id);
+    snprintf(cl->user_id, sizeof cl->user_id, "%s", key->rec.user_id);
     snprintf(cl->tier, sizeof cl->tier, "%s", key->rec.tier);
     snprintf(cl->remote_ip, sizeof cl->remote_ip, "%s", ip ? ip : "");
     const rta_tier *t = tier_of(rt, key->rec.tier);
@@ -1192,6 +1195,8 @@ void rta_rt_options_default(rta_rt_options *o)
     o->recovery_max_sessions = 10000;
     o->replay_max_events = 10000;
     o->ws_idle_timeout_ms = 120000;
+    o->ping_interval_ms = 25000;
+    o->ping_timeout_ms = 20000;
 }
 
 rta_rt *rta_rt_new(uv_loop_t *loop, const rta_rt_options *opts, rta_keyring *keys,
@@ -1200,10 +1205,8 @@ rta_rt *rta_rt_new(uv_loop_t *loop, const rta_rt_options *opts, rta_keyring *key
     rta_rt *rt = rta_xcalloc(1, sizeof *rt);
     rt->loop = loop;
     rt->opts = *opts;
-    if (opts->tiers)
-        memcpy(rt->tiers, opts->tiers, sizeof rt->tiers);
-    else
-        rta_tiers_defaults(rt->tiers);
+    rta_tiers_defaults(rt->default_tiers);
+    rt->tiers = opts->tiers ? opts->tiers : rt->default_tiers;
     rt->keys = keys;
     rt->log = log;
     rt->store = store;
@@ -1212,6 +1215,8 @@ rta_rt *rta_rt_new(uv_loop_t *loop, const rta_rt_options *opts, rta_keyring *key
     so.cors_origins = cors_origins;
     so.recovery = 1;
     so.max_queued_bytes = opts->max_queued_bytes;
+    so.ping_interval_ms = opts->ping_interval_ms;
+    so.ping_timeout_ms = opts->ping_timeout_ms;
     rt->sio = rta_sio_server_new(loop, &so);
     rta_sio_server_namespace(rt->sio, NSP, &sio_handler, rt);
     rt->m_conn = rta_metrics_gauge_family("rta_realtime_connections",
@@ -1267,7 +1272,12 @@ void rta_rt_free(rta_rt *rt)
 
 int rta_rt_handle_http(rta_rt *rt, rta_http_req *req)
 {
-    return rta_sio_server_handle_http(rt->sio, req);
+    const char *route = req->route;
+    req->route = "/socket.io/";
+    if (rta_sio_server_handle_http(rt->sio, req))
+        return 1;
+    req->route = route;
+    return 0;
 }
 
 int rta_rt_handle_upgrade(rta_rt *rt, rta_http_req *req, rta_conn *conn, const char *leftover,
@@ -1276,6 +1286,21 @@ int rta_rt_handle_upgrade(rta_rt *rt, rta_http_req *req, rta_conn *conn, const c
     if (strcmp(req->path, "/v1/realtime/ws") == 0)
         return handle_ws_upgrade(rt, req, conn, leftover, len);
     return rta_sio_server_handle_upgrade(rt->sio, req, conn, leftover, len);
+}
+
+void rta_rt_notify_user(rta_rt *rt, const char *user_id, const char *event, json_t *payload)
+{
+    for (client *cl = rt->clients; cl; cl = cl->next) {
+        if (strcmp(cl->user_id, user_id) != 0 || cl->doomed)
+            continue;
+        if (cl->kind == CL_SIO) {
+            rta_sio_emit(cl->sio, event, payload);
+        } else {
+            json_t *o = json_pack("{s:s,s:O}", "type", event, "data", payload);
+            ws_send_json(cl, o);
+            json_decref(o);
+        }
+    }
 }
 
 const rta_rt_stats *rta_rt_get_stats(const rta_rt *rt)

@@ -7,8 +7,8 @@
  * writer and a commit costs no fsync of the main file.
  *
  * Every statement is prepared once per connection (SQLITE_PREPARE_PERSISTENT) and kept in a
- * cache indexed by a fixed statement number; audit queries, whose WHERE clause depends on the
- * filter, are cached per combination of present filters.
+ * cache indexed by a fixed statement number; audit and delivery queries, whose WHERE clause
+ * depends on the filter, are cached per combination of present filters.
  *
  * The schema is created by an append-only list of migrations (see `migrations` below). Types
  * are kept to what PostgreSQL also understands (TEXT, BIGINT, SMALLINT, DOUBLE PRECISION;
@@ -27,8 +27,7 @@
 
 /* ---- migrations ------------------------------------------------------------------------- */
 
-/* Ordered, append-only: never edit a shipped entry, add a new one. Version = index + 1.
- * Version 2 (alert rules) and 3 (notification outbox) are reserved for a later issue. */
+/* Ordered, append-only: never edit a shipped entry, add a new one. Version = index + 1. */
 static const char *const migrations[] = {
     /* 1: users, API keys, audit log, persisted points, metadata, kv */
     "CREATE TABLE users ("
@@ -87,6 +86,82 @@ static const char *const migrations[] = {
     "  key TEXT PRIMARY KEY,"
     "  value TEXT NOT NULL"
     ");",
+
+    /* 2: alert rules, their per-series state, and the trigger history. No foreign keys:
+     * triggers outlive their rule (history), and state rows are deleted with the rule by
+     * rule_delete itself. */
+    "CREATE TABLE alert_rules ("
+    "  rule_id TEXT PRIMARY KEY,"
+    "  user_id TEXT NOT NULL,"
+    "  body TEXT NOT NULL," /* JSON text (rta_alert_rule_to_storage); JSONB in PostgreSQL */
+    "  is_active SMALLINT NOT NULL DEFAULT 1,"
+    "  created_ms BIGINT NOT NULL,"
+    "  updated_ms BIGINT NOT NULL"
+    ");"
+    "CREATE INDEX alert_rules_user ON alert_rules(user_id);"
+    "CREATE TABLE alert_rule_state ("
+    "  rule_id TEXT NOT NULL,"
+    "  series TEXT NOT NULL,"
+    "  firing SMALLINT NOT NULL DEFAULT 0,"
+    "  last_notified_ms BIGINT NOT NULL DEFAULT 0,"
+    "  PRIMARY KEY (rule_id, series)"
+    ") WITHOUT ROWID;"
+    "CREATE TABLE alert_triggers ("
+    "  id TEXT PRIMARY KEY,"
+    "  rule_id TEXT NOT NULL,"
+    "  user_id TEXT NOT NULL,"
+    "  series TEXT NOT NULL,"
+    "  state TEXT NOT NULL,"
+    "  value DOUBLE PRECISION NOT NULL,"
+    "  event_id TEXT,"
+    "  event_offset BIGINT NOT NULL DEFAULT 0,"
+    "  at_ms BIGINT NOT NULL,"
+    "  payload TEXT"
+    ");"
+    "CREATE INDEX alert_triggers_rule ON alert_triggers(rule_id, at_ms, id);",
+
+    /* 3: notification outbox (one row per notification and target, kept across retries),
+     * its attempt log, and per-user notification preferences. The (status, next_attempt_ms)
+     * index serves the claim; the (x, created_ms, id) ones serve newest-first listings with
+     * the keyset cursor without a sort. */
+    "CREATE TABLE deliveries ("
+    "  id TEXT PRIMARY KEY,"
+    "  trigger_id TEXT NOT NULL,"
+    "  rule_id TEXT NOT NULL,"
+    "  user_id TEXT NOT NULL,"
+    "  channel TEXT NOT NULL,"
+    "  target TEXT,"
+    "  status TEXT NOT NULL,"
+    "  attempts INTEGER NOT NULL DEFAULT 0,"
+    "  next_attempt_ms BIGINT NOT NULL DEFAULT 0,"
+    "  lease_until_ms BIGINT NOT NULL DEFAULT 0,"
+    "  created_ms BIGINT NOT NULL,"
+    "  updated_ms BIGINT NOT NULL,"
+    "  delivered_ms BIGINT NOT NULL DEFAULT 0,"
+    "  last_status_code INTEGER NOT NULL DEFAULT 0,"
+    "  last_error TEXT,"
+    "  note TEXT,"
+    "  payload TEXT" /* JSON text */
+    ");"
+    "CREATE INDEX deliveries_due ON deliveries(status, next_attempt_ms);"
+    "CREATE INDEX deliveries_user ON deliveries(user_id, created_ms, id);"
+    "CREATE INDEX deliveries_rule ON deliveries(rule_id, created_ms, id);"
+    "CREATE INDEX deliveries_trigger ON deliveries(trigger_id);"
+    "CREATE INDEX deliveries_created ON deliveries(created_ms, id);"
+    "CREATE TABLE delivery_attempts ("
+    "  delivery_id TEXT NOT NULL,"
+    "  attempt INTEGER NOT NULL,"
+    "  at_ms BIGINT NOT NULL,"
+    "  latency_ms BIGINT NOT NULL DEFAULT 0,"
+    "  status_code INTEGER NOT NULL DEFAULT 0,"
+    "  outcome TEXT NOT NULL,"
+    "  error TEXT,"
+    "  PRIMARY KEY (delivery_id, attempt)"
+    ") WITHOUT ROWID;"
+    "CREATE TABLE user_prefs ("
+    "  user_id TEXT PRIMARY KEY,"
+    "  json TEXT NOT NULL"
+    ");",
 };
 
 /* ---- prepared statement cache ----------------------------------------------------------- */
@@ -114,8 +189,37 @@ enum {
     ST_TOKENS_LOAD,
     ST_KV_GET,
     ST_KV_SET,
+    ST_RULE_UPSERT,
+    ST_RULE_DELETE,
+    ST_RULE_STATES_DELETE,
+    ST_RULES_LOAD,
+    ST_RULE_STATE_PUT,
+    ST_RULE_STATES_LOAD,
+    ST_TRIGGER_INSERT,
+    ST_TRIGGERS_NEWEST,
+    ST_TRIGGERS_BEFORE,
+    ST_DELIVERY_INSERT,
+    ST_DELIVERIES_CLAIM,
+    ST_DELIVERY_UPDATE_ATTEMPT,
+    ST_ATTEMPT_INSERT,
+    ST_DELIVERY_GET,
+    ST_DELIVERY_CREATED,
+    ST_ATTEMPTS_QUERY,
+    ST_DELIVERY_REQUEUE,
+    ST_DELIVERY_STATUS,
+    ST_DELIVERIES_FOR_TRIGGER,
+    ST_PREFS_GET,
+    ST_PREFS_PUT,
     ST__COUNT
 };
+
+/* Columns of a delivery, in the order read_delivery() expects. */
+#define DELIVERY_COLS                                                                              \
+    "id, trigger_id, rule_id, user_id, channel, target, status, attempts, next_attempt_ms, "       \
+    "lease_until_ms, created_ms, updated_ms, delivered_ms, last_status_code, last_error, note, "   \
+    "payload"
+#define TRIGGER_COLS                                                                               \
+    "id, rule_id, user_id, series, state, value, event_id, event_offset, at_ms, payload"
 
 static const char *const stmt_sql[ST__COUNT] = {
     [ST_BEGIN] = "BEGIN IMMEDIATE",
@@ -152,6 +256,57 @@ static const char *const stmt_sql[ST__COUNT] = {
     [ST_KV_GET] = "SELECT value FROM kv WHERE key = ?1",
     [ST_KV_SET] = "INSERT INTO kv(key, value) VALUES (?1, ?2) "
                   "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+    /* The owner and creation time of a rule never change; an upsert updates the rest. */
+    [ST_RULE_UPSERT] = "INSERT INTO alert_rules(rule_id, user_id, body, is_active, created_ms, "
+                       "updated_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6) "
+                       "ON CONFLICT(rule_id) DO UPDATE SET body = excluded.body, "
+                       "is_active = excluded.is_active, updated_ms = excluded.updated_ms",
+    [ST_RULE_DELETE] = "DELETE FROM alert_rules WHERE rule_id = ?1",
+    [ST_RULE_STATES_DELETE] = "DELETE FROM alert_rule_state WHERE rule_id = ?1",
+    [ST_RULES_LOAD] = "SELECT rule_id, user_id, body FROM alert_rules ORDER BY created_ms, rule_id",
+    [ST_RULE_STATE_PUT] = "INSERT INTO alert_rule_state(rule_id, series, firing, "
+                          "last_notified_ms) VALUES (?1, ?2, ?3, ?4) "
+                          "ON CONFLICT(rule_id, series) DO UPDATE SET firing = excluded.firing, "
+                          "last_notified_ms = excluded.last_notified_ms",
+    [ST_RULE_STATES_LOAD] = "SELECT rule_id, series, firing, last_notified_ms "
+                            "FROM alert_rule_state ORDER BY rule_id, series",
+    [ST_TRIGGER_INSERT] = "INSERT INTO alert_triggers(" TRIGGER_COLS ") "
+                          "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+    [ST_TRIGGERS_NEWEST] = "SELECT " TRIGGER_COLS " FROM alert_triggers WHERE rule_id = ?1 "
+                           "ORDER BY at_ms DESC, id DESC LIMIT ?3",
+    [ST_TRIGGERS_BEFORE] = "SELECT " TRIGGER_COLS " FROM alert_triggers WHERE rule_id = ?1 "
+                           "AND at_ms < ?2 ORDER BY at_ms DESC, id DESC LIMIT ?3",
+    [ST_DELIVERY_INSERT] = "INSERT INTO deliveries(" DELIVERY_COLS ") VALUES (?1, ?2, ?3, ?4, "
+                           "?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
+    /* One statement, so the choice and the lease are atomic (SQLite runs writers one at a
+     * time). PostgreSQL: the same with FOR UPDATE SKIP LOCKED in the subquery. */
+    [ST_DELIVERIES_CLAIM] = "UPDATE deliveries SET lease_until_ms = ?2 WHERE id IN ("
+                            "SELECT id FROM deliveries WHERE status = 'pending' "
+                            "AND next_attempt_ms <= ?1 "
+                            "AND (lease_until_ms = 0 OR lease_until_ms < ?1) "
+                            "ORDER BY next_attempt_ms, id LIMIT ?3) "
+                            "RETURNING " DELIVERY_COLS,
+    [ST_DELIVERY_UPDATE_ATTEMPT] =
+        "UPDATE deliveries SET status = ?2, attempts = ?3, next_attempt_ms = ?4, "
+        "lease_until_ms = 0, updated_ms = ?5, "
+        "delivered_ms = CASE WHEN ?2 = 'delivered' THEN ?5 ELSE delivered_ms END, "
+        "last_status_code = ?6, last_error = ?7 WHERE id = ?1",
+    [ST_ATTEMPT_INSERT] = "INSERT INTO delivery_attempts(delivery_id, attempt, at_ms, latency_ms, "
+                          "status_code, outcome, error) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    [ST_DELIVERY_GET] = "SELECT " DELIVERY_COLS " FROM deliveries WHERE id = ?1",
+    [ST_DELIVERY_CREATED] = "SELECT created_ms FROM deliveries WHERE id = ?1",
+    [ST_ATTEMPTS_QUERY] = "SELECT delivery_id, attempt, at_ms, latency_ms, status_code, outcome, "
+                          "error FROM delivery_attempts WHERE delivery_id = ?1 "
+                          "ORDER BY attempt LIMIT 1000",
+    [ST_DELIVERY_REQUEUE] = "UPDATE deliveries SET status = 'pending', next_attempt_ms = ?2, "
+                            "lease_until_ms = 0, updated_ms = ?2 "
+                            "WHERE id = ?1 AND status = 'dead'",
+    [ST_DELIVERY_STATUS] = "SELECT status FROM deliveries WHERE id = ?1",
+    [ST_DELIVERIES_FOR_TRIGGER] = "SELECT " DELIVERY_COLS " FROM deliveries "
+                                  "WHERE trigger_id = ?1 ORDER BY created_ms, id LIMIT 1000",
+    [ST_PREFS_GET] = "SELECT json FROM user_prefs WHERE user_id = ?1",
+    [ST_PREFS_PUT] = "INSERT INTO user_prefs(user_id, json) VALUES (?1, ?2) "
+                     "ON CONFLICT(user_id) DO UPDATE SET json = excluded.json",
 };
 
 /* Audit filters that change the WHERE clause; a statement is cached per combination. */
@@ -167,10 +322,23 @@ enum {
     AF__COMBOS = 1 << 8
 };
 
+/* Delivery filters that change the WHERE clause (deliveries_query), cached likewise. */
+enum {
+    DF_USER = 1 << 0,
+    DF_RULE = 1 << 1,
+    DF_CHANNEL = 1 << 2,
+    DF_STATUS = 1 << 3,
+    DF_SINCE = 1 << 4,
+    DF_UNTIL = 1 << 5,
+    DF_BEFORE = 1 << 6,
+    DF__COMBOS = 1 << 7
+};
+
 typedef struct sqlite_conn {
     sqlite3 *db;
     sqlite3_stmt *stmt[ST__COUNT];
     sqlite3_stmt *audit_stmt[AF__COMBOS];
+    sqlite3_stmt *delivery_stmt[DF__COMBOS];
 } sqlite_conn;
 
 #define AUDIT_LIMIT_DEFAULT 100
@@ -249,6 +417,8 @@ static void sqlite_close(void *db)
         sqlite3_finalize(c->stmt[i]);
     for (int i = 0; i < AF__COMBOS; i++)
         sqlite3_finalize(c->audit_stmt[i]);
+    for (int i = 0; i < DF__COMBOS; i++)
+        sqlite3_finalize(c->delivery_stmt[i]);
     int rc = sqlite3_close(c->db);
     if (rc != SQLITE_OK)
         log_sqlite(c, "close", rc);
@@ -973,6 +1143,597 @@ static int sqlite_kv_set(void *db, const char *key, const char *value)
     return ret;
 }
 
+/* ---- alerts: rules, state, triggers ----------------------------------------------------- */
+
+#define ALERT_LIMIT_DEFAULT 100
+#define ALERT_LIMIT_MAX 1000
+
+static int clamp_limit(int limit)
+{
+    if (limit <= 0)
+        return ALERT_LIMIT_DEFAULT;
+    return limit > ALERT_LIMIT_MAX ? ALERT_LIMIT_MAX : limit;
+}
+
+/* Steps a statement that returns no rows; 0 or -1 (logged). Resets it. */
+static int step_done(sqlite_conn *c, sqlite3_stmt *st, const char *op)
+{
+    int rc = sqlite3_step(st);
+    int ret = 0;
+    if (rc != SQLITE_DONE) {
+        log_sqlite(c, op, rc);
+        ret = -1;
+    }
+    stmt_done(st);
+    return ret;
+}
+
+static int sqlite_rule_upsert(void *db, const char *rule_id, const char *user_id,
+                              const char *body_json, int is_active, int64_t created_ms,
+                              int64_t updated_ms)
+{
+    sqlite_conn *c = db;
+    sqlite3_stmt *st = stmt_get(c, ST_RULE_UPSERT, "rule_upsert");
+    if (st == NULL)
+        return -1;
+    bind_text(st, 1, rule_id);
+    bind_text(st, 2, user_id);
+    bind_text(st, 3, body_json);
+    sqlite3_bind_int(st, 4, is_active ? 1 : 0);
+    sqlite3_bind_int64(st, 5, created_ms);
+    sqlite3_bind_int64(st, 6, updated_ms);
+    return step_done(c, st, "rule_upsert");
+}
+
+static int sqlite_rule_delete(void *db, const char *rule_id)
+{
+    sqlite_conn *c = db;
+    sqlite3_stmt *del = stmt_get(c, ST_RULE_DELETE, "rule_delete");
+    sqlite3_stmt *states = stmt_get(c, ST_RULE_STATES_DELETE, "rule_delete");
+    if (del == NULL || states == NULL || batch_begin(c) != 0)
+        return -1;
+    bind_text(del, 1, rule_id);
+    int rc = sqlite3_step(del);
+    int found = sqlite3_changes(c->db) > 0;
+    stmt_done(del);
+    int ok = rc == SQLITE_DONE;
+    if (!ok)
+        log_sqlite(c, "rule_delete", rc);
+    if (ok) {
+        bind_text(states, 1, rule_id);
+        ok = step_done(c, states, "rule_delete") == 0;
+    }
+    if (batch_end(c, ok) != 0)
+        return -1;
+    return found ? 0 : 1;
+}
+
+static int sqlite_rules_load(void *db, rta_rule_cb cb, void *ud)
+{
+    sqlite_conn *c = db;
+    sqlite3_stmt *st = stmt_get(c, ST_RULES_LOAD, "rules_load");
+    if (st == NULL)
+        return -1;
+    int rc, ret = 0;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        if (cb(ud, (const char *)sqlite3_column_text(st, 0),
+               (const char *)sqlite3_column_text(st, 1),
+               (const char *)sqlite3_column_text(st, 2)) != 0)
+            goto out;
+    }
+    if (rc != SQLITE_DONE) {
+        log_sqlite(c, "rules_load", rc);
+        ret = -1;
+    }
+out:
+    stmt_done(st);
+    return ret;
+}
+
+static int sqlite_rule_state_put(void *db, const char *rule_id, const char *series, int firing,
+                                 int64_t last_notified_ms)
+{
+    sqlite_conn *c = db;
+    sqlite3_stmt *st = stmt_get(c, ST_RULE_STATE_PUT, "rule_state_put");
+    if (st == NULL)
+        return -1;
+    bind_text(st, 1, rule_id);
+    bind_text(st, 2, series);
+    sqlite3_bind_int(st, 3, firing ? 1 : 0);
+    sqlite3_bind_int64(st, 4, last_notified_ms);
+    return step_done(c, st, "rule_state_put");
+}
+
+static int sqlite_rule_states_load(void *db, rta_rule_state_cb cb, void *ud)
+{
+    sqlite_conn *c = db;
+    sqlite3_stmt *st = stmt_get(c, ST_RULE_STATES_LOAD, "rule_states_load");
+    if (st == NULL)
+        return -1;
+    int rc, ret = 0;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        if (cb(ud, (const char *)sqlite3_column_text(st, 0),
+               (const char *)sqlite3_column_text(st, 1), sqlite3_column_int(st, 2),
+               sqlite3_column_int64(st, 3)) != 0)
+            goto out;
+    }
+    if (rc != SQLITE_DONE) {
+        log_sqlite(c, "rule_states_load", rc);
+        ret = -1;
+    }
+out:
+    stmt_done(st);
+    return ret;
+}
+
+static int sqlite_trigger_insert(void *db, const rta_trigger_record *t)
+{
+    sqlite_conn *c = db;
+    sqlite3_stmt *st = stmt_get(c, ST_TRIGGER_INSERT, "trigger_insert");
+    if (st == NULL)
+        return -1;
+    bind_text(st, 1, t->id);
+    bind_text(st, 2, t->rule_id);
+    bind_text(st, 3, t->user_id);
+    bind_text(st, 4, t->series);
+    bind_text(st, 5, t->state);
+    sqlite3_bind_double(st, 6, t->value);
+    bind_text(st, 7, t->event_id);
+    sqlite3_bind_int64(st, 8, t->event_offset);
+    sqlite3_bind_int64(st, 9, t->at_ms);
+    bind_text(st, 10, t->payload);
+    return step_done(c, st, "trigger_insert");
+}
+
+static int sqlite_triggers_query(void *db, const char *rule_id, int64_t before_ms, int limit,
+                                 rta_trigger_record **out, size_t *n)
+{
+    sqlite_conn *c = db;
+    *out = NULL;
+    *n = 0;
+    limit = clamp_limit(limit);
+    sqlite3_stmt *st =
+        stmt_get(c, before_ms > 0 ? ST_TRIGGERS_BEFORE : ST_TRIGGERS_NEWEST, "triggers_query");
+    if (st == NULL)
+        return -1;
+    bind_text(st, 1, rule_id);
+    if (before_ms > 0)
+        sqlite3_bind_int64(st, 2, before_ms);
+    sqlite3_bind_int(st, 3, limit);
+    rta_trigger_record *arr = rta_xcalloc((size_t)limit, sizeof *arr);
+    size_t len = 0;
+    int rc = SQLITE_DONE, ret = -1;
+    while (len < (size_t)limit && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+        rta_trigger_record *t = &arr[len++];
+        t->id = dup_column(st, 0);
+        t->rule_id = dup_column(st, 1);
+        t->user_id = dup_column(st, 2);
+        t->series = dup_column(st, 3);
+        t->state = dup_column(st, 4);
+        t->value = sqlite3_column_double(st, 5);
+        t->event_id = dup_column(st, 6);
+        t->event_offset = sqlite3_column_int64(st, 7);
+        t->at_ms = sqlite3_column_int64(st, 8);
+        t->payload = dup_column(st, 9);
+    }
+    if (len < (size_t)limit && rc != SQLITE_DONE) {
+        log_sqlite(c, "triggers_query", rc);
+        for (size_t i = 0; i < len; i++)
+            rta_trigger_record_free_fields(&arr[i]);
+        free(arr);
+        goto out;
+    }
+    *out = arr;
+    *n = len;
+    ret = 0;
+out:
+    stmt_done(st);
+    return ret;
+}
+
+/* ---- alerts: delivery outbox ------------------------------------------------------------ */
+
+static int sqlite_delivery_insert(void *db, const rta_delivery_record *d)
+{
+    sqlite_conn *c = db;
+    sqlite3_stmt *st = stmt_get(c, ST_DELIVERY_INSERT, "delivery_insert");
+    if (st == NULL)
+        return -1;
+    bind_text(st, 1, d->id);
+    bind_text(st, 2, d->trigger_id);
+    bind_text(st, 3, d->rule_id);
+    bind_text(st, 4, d->user_id);
+    bind_text(st, 5, d->channel);
+    bind_text(st, 6, d->target);
+    bind_text(st, 7, d->status);
+    sqlite3_bind_int(st, 8, d->attempts);
+    sqlite3_bind_int64(st, 9, d->next_attempt_ms);
+    sqlite3_bind_int64(st, 10, d->lease_until_ms);
+    sqlite3_bind_int64(st, 11, d->created_ms);
+    sqlite3_bind_int64(st, 12, d->updated_ms);
+    sqlite3_bind_int64(st, 13, d->delivered_ms);
+    sqlite3_bind_int(st, 14, d->last_status_code);
+    bind_text(st, 15, d->last_error);
+    bind_text(st, 16, d->note);
+    bind_text(st, 17, d->payload);
+    return step_done(c, st, "delivery_insert");
+}
+
+/* Reads a row selected with DELIVERY_COLS. */
+static void read_delivery(sqlite3_stmt *st, rta_delivery_record *d)
+{
+    memset(d, 0, sizeof *d);
+    d->id = dup_column(st, 0);
+    d->trigger_id = dup_column(st, 1);
+    d->rule_id = dup_column(st, 2);
+    d->user_id = dup_column(st, 3);
+    d->channel = dup_column(st, 4);
+    d->target = dup_column(st, 5);
+    d->status = dup_column(st, 6);
+    d->attempts = sqlite3_column_int(st, 7);
+    d->next_attempt_ms = sqlite3_column_int64(st, 8);
+    d->lease_until_ms = sqlite3_column_int64(st, 9);
+    d->created_ms = sqlite3_column_int64(st, 10);
+    d->updated_ms = sqlite3_column_int64(st, 11);
+    d->delivered_ms = sqlite3_column_int64(st, 12);
+    d->last_status_code = sqlite3_column_int(st, 13);
+    d->last_error = dup_column(st, 14);
+    d->note = dup_column(st, 15);
+    d->payload = dup_column(st, 16);
+}
+
+static void free_delivery_array(rta_delivery_record *arr, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        rta_delivery_record_free_fields(&arr[i]);
+    free(arr);
+}
+
+/* Steps st (bound by the caller) and collects at most max deliveries into *out / *n. Resets
+ * st. On error nothing is returned. */
+static int collect_deliveries(sqlite_conn *c, sqlite3_stmt *st, size_t max, const char *op,
+                              rta_delivery_record **out, size_t *n)
+{
+    rta_delivery_record *arr = NULL;
+    size_t len = 0, cap = 0;
+    int rc = SQLITE_DONE, ret = -1;
+    while (len < max && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+        if (len == cap) {
+            cap = cap ? cap * 2 : 8;
+            if (cap > max)
+                cap = max;
+            arr = rta_xrealloc(arr, cap * sizeof *arr);
+        }
+        read_delivery(st, &arr[len++]);
+    }
+    /* A RETURNING statement applies every change on its first step; stepping it to the end
+     * also lets SQLite finish the write before the reset. */
+    while (len >= max && rc == SQLITE_ROW)
+        rc = sqlite3_step(st);
+    if (rc != SQLITE_DONE) {
+        log_sqlite(c, op, rc);
+        free_delivery_array(arr, len);
+        goto out;
+    }
+    *out = arr;
+    *n = len;
+    ret = 0;
+out:
+    stmt_done(st);
+    return ret;
+}
+
+static int cmp_due(const void *a, const void *b)
+{
+    const rta_delivery_record *x = a, *y = b;
+    if (x->next_attempt_ms != y->next_attempt_ms)
+        return x->next_attempt_ms < y->next_attempt_ms ? -1 : 1;
+    return strcmp(x->id, y->id);
+}
+
+static int sqlite_deliveries_claim(void *db, int64_t now_ms, int64_t lease_until_ms, size_t max,
+                                   rta_delivery_record **out, size_t *n)
+{
+    sqlite_conn *c = db;
+    *out = NULL;
+    *n = 0;
+    if (max == 0)
+        return 0;
+    if (max > ALERT_LIMIT_MAX)
+        max = ALERT_LIMIT_MAX;
+    sqlite3_stmt *st = stmt_get(c, ST_DELIVERIES_CLAIM, "deliveries_claim");
+    if (st == NULL)
+        return -1;
+    sqlite3_bind_int64(st, 1, now_ms);
+    sqlite3_bind_int64(st, 2, lease_until_ms);
+    sqlite3_bind_int64(st, 3, (sqlite3_int64)max);
+    if (collect_deliveries(c, st, max, "deliveries_claim", out, n) != 0)
+        return -1;
+    /* RETURNING gives no order guarantee. */
+    if (*n > 1)
+        qsort(*out, *n, sizeof **out, cmp_due);
+    return 0;
+}
+
+static int sqlite_delivery_record_attempt(void *db, const rta_attempt_record *a,
+                                          const char *new_status, int64_t next_attempt_ms)
+{
+    sqlite_conn *c = db;
+    sqlite3_stmt *up = stmt_get(c, ST_DELIVERY_UPDATE_ATTEMPT, "delivery_record_attempt");
+    sqlite3_stmt *ins = stmt_get(c, ST_ATTEMPT_INSERT, "delivery_record_attempt");
+    if (up == NULL || ins == NULL || batch_begin(c) != 0)
+        return -1;
+    bind_text(up, 1, a->delivery_id);
+    bind_text(up, 2, new_status);
+    sqlite3_bind_int(up, 3, a->attempt);
+    sqlite3_bind_int64(up, 4, next_attempt_ms);
+    sqlite3_bind_int64(up, 5, a->at_ms);
+    sqlite3_bind_int(up, 6, a->status_code);
+    bind_text(up, 7, a->error);
+    int rc = sqlite3_step(up);
+    int found = sqlite3_changes(c->db) > 0;
+    stmt_done(up);
+    int ok = rc == SQLITE_DONE;
+    if (!ok)
+        log_sqlite(c, "delivery_record_attempt", rc);
+    if (ok && found) {
+        /* (delivery_id, attempt) is the key: a second worker recording the same attempt
+         * number (its lease expired meanwhile) fails here and changes nothing. */
+        bind_text(ins, 1, a->delivery_id);
+        sqlite3_bind_int(ins, 2, a->attempt);
+        sqlite3_bind_int64(ins, 3, a->at_ms);
+        sqlite3_bind_int64(ins, 4, a->latency_ms);
+        sqlite3_bind_int(ins, 5, a->status_code);
+        bind_text(ins, 6, a->outcome);
+        bind_text(ins, 7, a->error);
+        ok = step_done(c, ins, "delivery_record_attempt") == 0;
+    }
+    if (!ok || !found) {
+        batch_end(c, 0);
+        return ok ? 1 : -1; /* not found: nothing to record */
+    }
+    return batch_end(c, 1);
+}
+
+static sqlite3_stmt *delivery_query_stmt(sqlite_conn *c, unsigned mask)
+{
+    if (c->delivery_stmt[mask] != NULL)
+        return c->delivery_stmt[mask];
+    char sql[768];
+    size_t len =
+        (size_t)snprintf(sql, sizeof sql, "SELECT " DELIVERY_COLS " FROM deliveries WHERE 1=1");
+    static const struct {
+        unsigned bit;
+        const char *cond;
+    } conds[] = {
+        {DF_USER, " AND user_id = ?1"},
+        {DF_RULE, " AND rule_id = ?2"},
+        {DF_CHANNEL, " AND channel = ?3"},
+        {DF_STATUS, " AND status = ?4"},
+        {DF_SINCE, " AND created_ms >= ?5"},
+        {DF_UNTIL, " AND created_ms < ?6"},
+        /* Keyset cursor on (created_ms, id), written so the created_ms bound is a range. */
+        {DF_BEFORE, " AND created_ms <= ?8 AND (created_ms < ?8 OR id < ?7)"},
+    };
+    for (size_t i = 0; i < RTA_ARRAY_LEN(conds); i++)
+        if (mask & conds[i].bit)
+            len += (size_t)snprintf(sql + len, sizeof sql - len, "%s", conds[i].cond);
+    snprintf(sql + len, sizeof sql - len, " ORDER BY created_ms DESC, id DESC LIMIT ?9");
+    return prepare_cached(c, &c->delivery_stmt[mask], sql, "deliveries_query");
+}
+
+/* created_ms of a delivery: 0, 1 = absent, -1. */
+static int delivery_created(sqlite_conn *c, const char *id, int64_t *created_ms)
+{
+    sqlite3_stmt *st = stmt_get(c, ST_DELIVERY_CREATED, "deliveries_query");
+    if (st == NULL)
+        return -1;
+    bind_text(st, 1, id);
+    int rc = sqlite3_step(st);
+    int ret = 1;
+    if (rc == SQLITE_ROW) {
+        *created_ms = sqlite3_column_int64(st, 0);
+        ret = 0;
+    } else if (rc != SQLITE_DONE) {
+        log_sqlite(c, "deliveries_query", rc);
+        ret = -1;
+    }
+    stmt_done(st);
+    return ret;
+}
+
+static int sqlite_deliveries_query(void *db, const rta_delivery_filter *f,
+                                   rta_delivery_record **out, size_t *n)
+{
+    sqlite_conn *c = db;
+    *out = NULL;
+    *n = 0;
+    unsigned mask = 0;
+    if (f->user_id != NULL)
+        mask |= DF_USER;
+    if (f->rule_id != NULL)
+        mask |= DF_RULE;
+    if (f->channel != NULL)
+        mask |= DF_CHANNEL;
+    if (f->status != NULL)
+        mask |= DF_STATUS;
+    if (f->since_ms > 0)
+        mask |= DF_SINCE;
+    if (f->until_ms > 0)
+        mask |= DF_UNTIL;
+    int64_t cursor_ms = 0;
+    if (f->before_id != NULL) {
+        int rc = delivery_created(c, f->before_id, &cursor_ms);
+        if (rc != 0)
+            return rc < 0 ? -1 : 0; /* unknown cursor: an empty page */
+        mask |= DF_BEFORE;
+    }
+    int limit = clamp_limit(f->limit);
+    sqlite3_stmt *st = delivery_query_stmt(c, mask);
+    if (st == NULL)
+        return -1;
+    if (mask & DF_USER)
+        bind_text(st, 1, f->user_id);
+    if (mask & DF_RULE)
+        bind_text(st, 2, f->rule_id);
+    if (mask & DF_CHANNEL)
+        bind_text(st, 3, f->channel);
+    if (mask & DF_STATUS)
+        bind_text(st, 4, f->status);
+    if (mask & DF_SINCE)
+        sqlite3_bind_int64(st, 5, f->since_ms);
+    if (mask & DF_UNTIL)
+        sqlite3_bind_int64(st, 6, f->until_ms);
+    if (mask & DF_BEFORE) {
+        bind_text(st, 7, f->before_id);
+        sqlite3_bind_int64(st, 8, cursor_ms);
+    }
+    sqlite3_bind_int(st, 9, limit);
+    return collect_deliveries(c, st, (size_t)limit, "deliveries_query", out, n);
+}
+
+static int sqlite_delivery_get(void *db, const char *id, rta_delivery_record *out)
+{
+    sqlite_conn *c = db;
+    memset(out, 0, sizeof *out);
+    sqlite3_stmt *st = stmt_get(c, ST_DELIVERY_GET, "delivery_get");
+    if (st == NULL)
+        return -1;
+    bind_text(st, 1, id);
+    int rc = sqlite3_step(st);
+    int ret = 1;
+    if (rc == SQLITE_ROW) {
+        read_delivery(st, out);
+        ret = 0;
+    } else if (rc != SQLITE_DONE) {
+        log_sqlite(c, "delivery_get", rc);
+        ret = -1;
+    }
+    stmt_done(st);
+    return ret;
+}
+
+static int sqlite_attempts_query(void *db, const char *delivery_id, rta_attempt_record **out,
+                                 size_t *n)
+{
+    sqlite_conn *c = db;
+    *out = NULL;
+    *n = 0;
+    sqlite3_stmt *st = stmt_get(c, ST_ATTEMPTS_QUERY, "attempts_query");
+    if (st == NULL)
+        return -1;
+    bind_text(st, 1, delivery_id);
+    rta_attempt_record *arr = NULL;
+    size_t len = 0, cap = 0;
+    int rc, ret = -1;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        if (len == cap) {
+            cap = cap ? cap * 2 : 8;
+            arr = rta_xrealloc(arr, cap * sizeof *arr);
+        }
+        rta_attempt_record *a = &arr[len++];
+        a->delivery_id = dup_column(st, 0);
+        a->attempt = sqlite3_column_int(st, 1);
+        a->at_ms = sqlite3_column_int64(st, 2);
+        a->latency_ms = sqlite3_column_int64(st, 3);
+        a->status_code = sqlite3_column_int(st, 4);
+        a->outcome = dup_column(st, 5);
+        a->error = dup_column(st, 6);
+    }
+    if (rc != SQLITE_DONE) {
+        log_sqlite(c, "attempts_query", rc);
+        for (size_t i = 0; i < len; i++)
+            rta_attempt_record_free_fields(&arr[i]);
+        free(arr);
+        goto out;
+    }
+    *out = arr;
+    *n = len;
+    ret = 0;
+out:
+    stmt_done(st);
+    return ret;
+}
+
+static int sqlite_delivery_requeue(void *db, const char *id, int64_t now_ms)
+{
+    sqlite_conn *c = db;
+    sqlite3_stmt *st = stmt_get(c, ST_DELIVERY_REQUEUE, "delivery_requeue");
+    if (st == NULL)
+        return -1;
+    bind_text(st, 1, id);
+    sqlite3_bind_int64(st, 2, now_ms);
+    int rc = sqlite3_step(st);
+    int changed = sqlite3_changes(c->db) > 0;
+    stmt_done(st);
+    if (rc != SQLITE_DONE) {
+        log_sqlite(c, "delivery_requeue", rc);
+        return -1;
+    }
+    if (changed)
+        return 0;
+    /* Nothing requeued: tell absent from not dead. */
+    st = stmt_get(c, ST_DELIVERY_STATUS, "delivery_requeue");
+    if (st == NULL)
+        return -1;
+    bind_text(st, 1, id);
+    rc = sqlite3_step(st);
+    int ret = rc == SQLITE_ROW ? 2 : 1;
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
+        log_sqlite(c, "delivery_requeue", rc);
+        ret = -1;
+    }
+    stmt_done(st);
+    return ret;
+}
+
+static int sqlite_deliveries_for_trigger(void *db, const char *trigger_id,
+                                         rta_delivery_record **out, size_t *n)
+{
+    sqlite_conn *c = db;
+    *out = NULL;
+    *n = 0;
+    sqlite3_stmt *st = stmt_get(c, ST_DELIVERIES_FOR_TRIGGER, "deliveries_for_trigger");
+    if (st == NULL)
+        return -1;
+    bind_text(st, 1, trigger_id);
+    return collect_deliveries(c, st, ALERT_LIMIT_MAX, "deliveries_for_trigger", out, n);
+}
+
+static int sqlite_prefs_get(void *db, const char *user_id, char **json)
+{
+    sqlite_conn *c = db;
+    *json = NULL;
+    sqlite3_stmt *st = stmt_get(c, ST_PREFS_GET, "prefs_get");
+    if (st == NULL)
+        return -1;
+    bind_text(st, 1, user_id);
+    int rc = sqlite3_step(st);
+    int ret = 1;
+    if (rc == SQLITE_ROW) {
+        *json = dup_column(st, 0);
+        if (*json == NULL)
+            *json = rta_strdup("{}");
+        ret = 0;
+    } else if (rc != SQLITE_DONE) {
+        log_sqlite(c, "prefs_get", rc);
+        ret = -1;
+    }
+    stmt_done(st);
+    return ret;
+}
+
+static int sqlite_prefs_put(void *db, const char *user_id, const char *json)
+{
+    sqlite_conn *c = db;
+    sqlite3_stmt *st = stmt_get(c, ST_PREFS_PUT, "prefs_put");
+    if (st == NULL)
+        return -1;
+    bind_text(st, 1, user_id);
+    bind_text(st, 2, json != NULL ? json : "{}");
+    return step_done(c, st, "prefs_put");
+}
+
 const rta_store_ops rta_store_sqlite_ops = {
     .name = "sqlite",
     .open = sqlite_open,
@@ -996,6 +1757,23 @@ const rta_store_ops rta_store_sqlite_ops = {
     .protocols_load = sqlite_protocols_load,
     .tokens_upsert = sqlite_tokens_upsert,
     .tokens_load = sqlite_tokens_load,
+    .rule_upsert = sqlite_rule_upsert,
+    .rule_delete = sqlite_rule_delete,
+    .rules_load = sqlite_rules_load,
+    .rule_state_put = sqlite_rule_state_put,
+    .rule_states_load = sqlite_rule_states_load,
+    .trigger_insert = sqlite_trigger_insert,
+    .triggers_query = sqlite_triggers_query,
+    .delivery_insert = sqlite_delivery_insert,
+    .deliveries_claim = sqlite_deliveries_claim,
+    .delivery_record_attempt = sqlite_delivery_record_attempt,
+    .deliveries_query = sqlite_deliveries_query,
+    .delivery_get = sqlite_delivery_get,
+    .attempts_query = sqlite_attempts_query,
+    .delivery_requeue = sqlite_delivery_requeue,
+    .deliveries_for_trigger = sqlite_deliveries_for_trigger,
+    .prefs_get = sqlite_prefs_get,
+    .prefs_put = sqlite_prefs_put,
     .kv_get = sqlite_kv_get,
     .kv_set = sqlite_kv_set,
 };

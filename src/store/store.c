@@ -67,6 +67,48 @@ void rta_audit_entry_free_fields(rta_audit_entry *e)
     e->details = NULL;
 }
 
+void rta_trigger_record_free_fields(rta_trigger_record *t)
+{
+    if (t == NULL)
+        return;
+    free(t->id);
+    free(t->rule_id);
+    free(t->user_id);
+    free(t->series);
+    free(t->state);
+    free(t->event_id);
+    free(t->payload);
+    t->id = t->rule_id = t->user_id = t->series = t->state = t->event_id = t->payload = NULL;
+}
+
+void rta_delivery_record_free_fields(rta_delivery_record *d)
+{
+    if (d == NULL)
+        return;
+    free(d->id);
+    free(d->trigger_id);
+    free(d->rule_id);
+    free(d->user_id);
+    free(d->channel);
+    free(d->target);
+    free(d->status);
+    free(d->last_error);
+    free(d->note);
+    free(d->payload);
+    d->id = d->trigger_id = d->rule_id = d->user_id = d->channel = d->target = NULL;
+    d->status = d->last_error = d->note = d->payload = NULL;
+}
+
+void rta_attempt_record_free_fields(rta_attempt_record *a)
+{
+    if (a == NULL)
+        return;
+    free(a->delivery_id);
+    free(a->outcome);
+    free(a->error);
+    a->delivery_id = a->outcome = a->error = NULL;
+}
+
 static const rta_store_ops *backend_by_kind(const char *kind)
 {
     if (kind != NULL && strcmp(kind, "sqlite") == 0)

@@ -1,0 +1,809 @@
+/*
+ * WebSocket (RFC 6455) server connections on rta_net. See rta/ws.h for the contract.
+ *
+ * Receive: bytes from the conn are fed to a wslay event context (server mode) through a recv
+ * callback that reads from the buffer handed to us; wslay checks masking, opcodes, control
+ * frame rules, UTF-8 of text messages and close reasons, the message size cap, reassembles
+ * fragmented messages and queues pongs and close answers. A frame-level violation (bad length
+ * encoding, fragmented or oversized control frame) makes wslay fail the whole context; we then
+ * send our own 1002 close instead of wslay's empty one.
+ *
+ * Send: data frames never go through wslay. rta_ws_frame() builds a complete server frame into
+ * one rbuf that any number of ws share; rta_ws_send_frame() appends a reference to the ws's
+ * pending array and puts the ws on its loop's flush list. wslay's own frames (pong, close)
+ * arrive through its send callback, are copied into an rbuf and appended to the same array, so
+ * the wire order is the order of the calls. A uv_check handle per loop (with a uv_idle handle
+ * that keeps the poll phase from blocking while something is pending) flushes every listed ws
+ * with one rta_conn_writev per loop turn.
+ *
+ * Lifetime: the ws is freed after its handler's on_close returned, which happens inside the
+ * conn's proto on_close. Callbacks into the handler (on_message) run inside wslay_event_recv,
+ * so a close or abort asked for there is deferred until wslay has returned (busy counter).
+ */
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <wslay/wslay.h>
+
+/* ws_handshake.h and ws.h both name an RTA_WS_OK enumerator (same value 0): keep the
+ * handshake one under another name in this file. */
+#define RTA_WS_OK RTA_WS_HS_OK_
+#include "rta/ws_handshake.h"
+#undef RTA_WS_OK
+
+#include "rta/log.h"
+#include "rta/util.h"
+#include "rta/ws.h"
+
+#define WS_MAGIC 0x77736f6bu /* "wsok" */
+#define WS_MAX_HEADER_JOIN 8192
+
+typedef struct ws_loop ws_loop;
+
+struct rta_ws {
+    unsigned magic;
+    rta_conn *conn; /* NULL once the conn is gone */
+    wslay_event_context_ptr ctx;
+    rta_ws_options opts;
+    rta_ws_handler h;
+    void *ud;
+    ws_loop *wl;
+    /* receive: the bytes wslay's recv callback reads from */
+    const uint8_t *in;
+    size_t in_len;
+    char *held; /* leftover bytes after the upgrade head, fed on the first flush */
+    size_t held_len;
+    /* send */
+    rta_rbuf **pending;
+    size_t npending, cap_pending;
+    size_t pending_bytes;
+    rta_ws *flush_next;
+    unsigned listed : 1;        /* on wl's flush list (or being flushed) */
+    unsigned full : 1;          /* a send returned RTA_WS_FULL: call on_writable later */
+    unsigned close_started : 1; /* rta_ws_close sent our close frame */
+    unsigned close_after_flush : 1;
+    unsigned abort_pending : 1;
+    unsigned failed : 1; /* protocol error: deliver nothing more */
+    unsigned closed_notified : 1;
+    unsigned dead : 1; /* conn gone while busy: free when busy drops to 0 */
+    int busy;
+    int close_code; /* for on_close: sent or received, 1006 until known */
+    char close_reason[64];
+};
+
+/* One per libuv loop with live ws: the flush list and its handles. */
+struct ws_loop {
+    uv_loop_t *loop;
+    uv_check_t check;
+    uv_idle_t idle;
+    rta_ws *head, *tail;
+    size_t nws;
+    int in_flush;
+    int closing_handles;
+    ws_loop *next;
+};
+
+static pthread_mutex_t loops_mu = PTHREAD_MUTEX_INITIALIZER;
+static ws_loop *loops;
+
+static void ws_flush_one(rta_ws *ws);
+static void ws_on_read(rta_conn *c, const char *data, size_t len);
+
+/* ---- per-loop flusher ---- */
+
+static void on_loop_handle_closed(uv_handle_t *h)
+{
+    ws_loop *wl = h->data;
+    if (--wl->closing_handles == 0)
+        free(wl);
+}
+
+static void loop_release(ws_loop *wl)
+{
+    if (--wl->nws > 0 || wl->in_flush)
+        return;
+    pthread_mutex_lock(&loops_mu);
+    for (ws_loop **p = &loops; *p; p = &(*p)->next)
+        if (*p == wl) {
+            *p = wl->next;
+            break;
+        }
+    pthread_mutex_unlock(&loops_mu);
+    wl->closing_handles = 2;
+    uv_close((uv_handle_t *)&wl->check, on_loop_handle_closed);
+    uv_close((uv_handle_t *)&wl->idle, on_loop_handle_closed);
+}
+
+static void on_idle(uv_idle_t *h)
+{
+    /* nothing: an active idle handle only keeps the poll phase from blocking */
+}
+
+static void on_check(uv_check_t *h)
+{
+    ws_loop *wl = h->data;
+    wl->in_flush = 1;
+    while (wl->head) {
+        rta_ws *ws = wl->head;
+        wl->head = ws->flush_next;
+        if (wl->head == NULL)
+            wl->tail = NULL;
+        ws->flush_next = NULL;
+        ws_flush_one(ws); /* clears ws->listed; may free ws */
+    }
+    uv_idle_stop(&wl->idle);
+    uv_check_stop(&wl->check);
+    wl->in_flush = 0;
+    if (wl->nws == 0) {
+        wl->nws = 1;
+        loop_release(wl);
+    }
+}
+
+static ws_loop *loop_acquire(uv_loop_t *loop)
+{
+    pthread_mutex_lock(&loops_mu);
+    ws_loop *wl = loops;
+    while (wl && wl->loop != loop)
+        wl = wl->next;
+    if (wl == NULL) {
+        wl = rta_xcalloc(1, sizeof *wl);
+        wl->loop = loop;
+        uv_check_init(loop, &wl->check);
+        uv_idle_init(loop, &wl->idle);
+        wl->check.data = wl;
+        wl->idle.data = wl;
+        wl->next = loops;
+        loops = wl;
+    }
+    wl->nws++;
+    pthread_mutex_unlock(&loops_mu);
+    return wl;
+}
+
+static void schedule_flush(rta_ws *ws)
+{
+    if (ws->listed)
+        return;
+    ws->listed = 1;
+    ws_loop *wl = ws->wl;
+    if (wl->tail)
+        wl->tail->flush_next = ws;
+    else
+        wl->head = ws;
+    wl->tail = ws;
+    if (!uv_is_active((uv_handle_t *)&wl->check)) {
+        uv_check_start(&wl->check, on_check);
+        uv_idle_start(&wl->idle, on_idle);
+    }
+}
+
+static void unlist(rta_ws *ws)
+{
+    if (!ws->listed)
+        return;
+    ws_loop *wl = ws->wl;
+    rta_ws *prev = NULL;
+    for (rta_ws *p = wl->head; p; prev = p, p = p->flush_next)
+        if (p == ws) {
+            if (prev)
+                prev->flush_next = ws->flush_next;
+            else
+                wl->head = ws->flush_next;
+            if (wl->tail == ws)
+                wl->tail = prev;
+            break;
+        }
+    ws->flush_next = NULL;
+    ws->listed = 0;
+}
+
+/* ---- lifetime ---- */
+
+static void drop_pending(rta_ws *ws)
+{
+    for (size_t i = 0; i < ws->npending; i++)
+        rta_rbuf_unref(ws->pending[i]);
+    ws->npending = 0;
+    ws->pending_bytes = 0;
+}
+
+static void ws_free(rta_ws *ws)
+{
+    drop_pending(ws);
+    free(ws->pending);
+    free(ws->held);
+    wslay_event_context_free(ws->ctx);
+    ws_loop *wl = ws->wl;
+    ws->magic = 0;
+    free(ws);
+    loop_release(wl);
+}
+
+static void busy_enter(rta_ws *ws)
+{
+    ws->busy++;
+}
+
+/* Returns 1 when ws was freed. Runs deferred aborts when the outermost caller leaves. */
+static int busy_leave(rta_ws *ws)
+{
+    if (--ws->busy > 0)
+        return 0;
+    if (ws->abort_pending && ws->conn) {
+        ws->abort_pending = 0;
+        ws->busy++;
+        rta_conn_close(ws->conn);
+        ws->busy--;
+    }
+    if (ws->dead) {
+        ws_free(ws);
+        return 1;
+    }
+    return 0;
+}
+
+static void set_close(rta_ws *ws, int code, const char *reason)
+{
+    ws->close_code = code;
+    snprintf(ws->close_reason, sizeof ws->close_reason, "%s", reason ? reason : "");
+}
+
+/* proto on_close: the conn is going away (by us or by the peer). */
+static void ws_conn_on_close(rta_conn *c)
+{
+    rta_ws *ws = c->proto_data;
+    if (ws == NULL)
+        return;
+    ws->conn = NULL;
+    unlist(ws);
+    drop_pending(ws);
+    if (!ws->closed_notified) {
+        ws->closed_notified = 1;
+        if (ws->h.on_close) {
+            busy_enter(ws);
+            ws->h.on_close(ws, ws->close_code, ws->close_reason);
+            ws->busy--;
+        }
+    }
+    if (ws->busy > 0)
+        ws->dead = 1;
+    else
+        ws_free(ws);
+}
+
+/* ---- send path ---- */
+
+/* Appends b (the caller's reference is taken over) and lists ws for the next flush. */
+static void push_pending(rta_ws *ws, rta_rbuf *b)
+{
+    if (ws->npending == ws->cap_pending) {
+        ws->cap_pending = ws->cap_pending ? ws->cap_pending * 2 : 8;
+        ws->pending = rta_xrealloc(ws->pending, ws->cap_pending * sizeof *ws->pending);
+    }
+    ws->pending[ws->npending++] = b;
+    ws->pending_bytes += b->len;
+    schedule_flush(ws);
+}
+
+/* Called by the loop's check handle for a ws just taken off the flush list: feeds the
+ * upgrade leftover if any, then hands everything pending to the conn in one writev. ws->listed
+ * stays set meanwhile so that sends made here do not list it again. May free ws. */
+static void ws_flush_one(rta_ws *ws)
+{
+    if (ws->conn == NULL) {
+        ws->listed = 0;
+        return;
+    }
+    busy_enter(ws);
+    if (ws->held) { /* bytes that came with the upgrade request */
+        char *held = ws->held;
+        size_t len = ws->held_len;
+        ws->held = NULL;
+        ws->held_len = 0;
+        ws_on_read(ws->conn, held, len);
+        free(held);
+    }
+    if (ws->conn && ws->npending) {
+        rta_conn_writev(ws->conn, ws->pending, ws->npending);
+        drop_pending(ws);
+    }
+    ws->listed = 0;
+    if (ws->conn && ws->close_after_flush && !ws->conn->closing)
+        rta_conn_close_graceful(ws->conn);
+    busy_leave(ws);
+}
+
+static ssize_t wslay_send_cb(wslay_event_context_ptr ctx, const uint8_t *data, size_t len,
+                             int flags, void *user_data)
+{
+    rta_ws *ws = user_data;
+    if (ws->conn == NULL) {
+        wslay_event_set_error(ctx, WSLAY_ERR_CALLBACK_FAILURE);
+        return -1;
+    }
+    push_pending(ws, rta_rbuf_new(data, len));
+    return (ssize_t)len;
+}
+
+static ssize_t wslay_recv_cb(wslay_event_context_ptr ctx, uint8_t *buf, size_t len, int flags,
+                             void *user_data)
+{
+    rta_ws *ws = user_data;
+    if (ws->in_len == 0) {
+        wslay_event_set_error(ctx, WSLAY_ERR_WOULDBLOCK);
+        return -1;
+    }
+    size_t n = len < ws->in_len ? len : ws->in_len;
+    memcpy(buf, ws->in, n);
+    ws->in += n;
+    ws->in_len -= n;
+    return (ssize_t)n;
+}
+
+static void wslay_frame_start_cb(wslay_event_context_ptr ctx,
+                                 const struct wslay_event_on_frame_recv_start_arg *arg,
+                                 void *user_data)
+{
+    rta_ws *ws = user_data;
+    if (ws->failed)
+        return;
+    if (arg->payload_length > ws->opts.max_frame_bytes) {
+        ws->failed = 1;
+        wslay_event_queue_close(ctx, WSLAY_CODE_MESSAGE_TOO_BIG, (const uint8_t *)"frame too big",
+                                13);
+        wslay_event_shutdown_read(ctx);
+        return;
+    }
+    if (ws->conn && !ws->close_started && !wslay_event_get_close_sent(ctx))
+        rta_conn_set_timeout(ws->conn, ws->opts.idle_timeout_ms);
+}
+
+static void wslay_msg_cb(wslay_event_context_ptr ctx, const struct wslay_event_on_msg_recv_arg *arg,
+                         void *user_data)
+{
+    rta_ws *ws = user_data;
+    if (ws->failed || ws->conn == NULL || ws->abort_pending)
+        return;
+    /* wslay queued the pong or close answer before calling us: put it on the wire queue now,
+     * so it goes before anything sent for later messages of this same read */
+    if ((arg->opcode == WSLAY_PING || arg->opcode == WSLAY_CONNECTION_CLOSE) &&
+        wslay_event_want_write(ctx))
+        wslay_event_send(ctx);
+    if (arg->opcode == WSLAY_TEXT_FRAME || arg->opcode == WSLAY_BINARY_FRAME) {
+        if (ws->h.on_message)
+            ws->h.on_message(ws,
+                             arg->opcode == WSLAY_TEXT_FRAME ? RTA_WS_OP_TEXT : RTA_WS_OP_BINARY,
+                             (const char *)arg->msg, arg->msg_length);
+    }
+}
+
+/* Fails the connection with our own close frame (wslay's context is not usable any more). */
+static void fail_with(rta_ws *ws, int code, const char *reason)
+{
+    ws->failed = 1;
+    if (ws->close_after_flush || ws->conn == NULL)
+        return;
+    unsigned char payload[2 + 64];
+    size_t rlen = strlen(reason);
+    if (rlen > 64)
+        rlen = 64;
+    payload[0] = (unsigned char)(code >> 8);
+    payload[1] = (unsigned char)(code & 0xff);
+    memcpy(payload + 2, reason, rlen);
+    if (!wslay_event_get_close_sent(ws->ctx)) {
+        push_pending(ws, rta_ws_frame(RTA_WS_OP_CLOSE, payload, 2 + rlen));
+    }
+    wslay_event_shutdown_write(ws->ctx);
+    wslay_event_shutdown_read(ws->ctx);
+    set_close(ws, code, reason);
+    ws->close_after_flush = 1;
+    rta_conn_set_timeout(ws->conn, ws->opts.close_timeout_ms);
+    schedule_flush(ws);
+    rta_log(RTA_LOG_INFO, "websocket protocol error", "{s:s,s:i,s:s}", "remote_ip",
+            ws->conn->remote_ip, "code", code, "reason", reason);
+}
+
+static const char *code_reason(int code)
+{
+    switch (code) {
+    case 1002:
+        return "protocol error";
+    case 1007:
+        return "invalid UTF-8";
+    case 1009:
+        return "message too big";
+    default:
+        return "protocol error";
+    }
+}
+
+/* After wslay ran: send what it queued and act on the close state. */
+static void after_wslay(rta_ws *ws)
+{
+    if (ws->conn == NULL || ws->close_after_flush)
+        return;
+    if (wslay_event_want_write(ws->ctx) && wslay_event_send(ws->ctx) != 0) {
+        fail_with(ws, 1011, "send failed");
+        return;
+    }
+    if (!wslay_event_get_close_sent(ws->ctx))
+        return;
+    if (wslay_event_get_close_received(ws->ctx)) {
+        /* the handshake is complete: ours answered, or theirs echoed */
+        if (!ws->close_started) {
+            int code = wslay_event_get_status_code_received(ws->ctx);
+            set_close(ws, code, "closed by peer");
+        }
+        ws->close_after_flush = 1;
+        rta_conn_set_timeout(ws->conn, ws->opts.close_timeout_ms);
+        schedule_flush(ws);
+        return;
+    }
+    if (!ws->close_started) { /* wslay failed the connection (mask, rsv, UTF-8, size) */
+        int code = wslay_event_get_status_code_sent(ws->ctx);
+        ws->failed = 1;
+        set_close(ws, code, code_reason(code));
+        ws->close_after_flush = 1;
+        wslay_event_shutdown_read(ws->ctx);
+        rta_conn_set_timeout(ws->conn, ws->opts.close_timeout_ms);
+        schedule_flush(ws);
+        rta_log(RTA_LOG_INFO, "websocket protocol error", "{s:s,s:i,s:s}", "remote_ip",
+                ws->conn->remote_ip, "code", code, "reason", code_reason(code));
+    }
+}
+
+static void ws_on_read(rta_conn *c, const char *data, size_t len)
+{
+    rta_ws *ws = c->proto_data;
+    if (ws->failed || ws->close_after_flush)
+        return;
+    busy_enter(ws);
+    if (ws->held) { /* leftover from the upgrade first: order matters */
+        char *held = ws->held;
+        size_t hlen = ws->held_len;
+        ws->held = NULL;
+        ws->held_len = 0;
+        ws_on_read(c, held, hlen);
+        free(held);
+    }
+    if (ws->conn && !ws->failed && !ws->close_after_flush &&
+        wslay_event_get_read_enabled(ws->ctx)) {
+        ws->in = (const uint8_t *)data;
+        ws->in_len = len;
+        int rc = wslay_event_recv(ws->ctx);
+        ws->in = NULL;
+        ws->in_len = 0;
+        if (ws->conn && !ws->abort_pending) {
+            if (rc == WSLAY_ERR_NOMEM)
+                fail_with(ws, 1011, "out of memory");
+            else if (rc != 0)
+                fail_with(ws, 1002, "protocol error");
+            else
+                after_wslay(ws);
+        }
+    }
+    busy_leave(ws);
+}
+
+static void ws_on_timeout(rta_conn *c)
+{
+    rta_ws *ws = c->proto_data;
+    if (ws->close_started || ws->close_after_flush || wslay_event_get_close_sent(ws->ctx)) {
+        /* the peer did not finish the close handshake (or read our close) in time */
+        rta_conn_close(c);
+        return;
+    }
+    rta_log(RTA_LOG_INFO, "websocket idle timeout", "{s:s}", "remote_ip", c->remote_ip);
+    rta_ws_close(ws, 1001, "idle timeout");
+}
+
+static void ws_on_drain(rta_conn *c)
+{
+    rta_ws *ws = c->proto_data;
+    if (!ws->full || rta_ws_queued_bytes(ws) > ws->opts.max_queued_bytes / 2)
+        return;
+    ws->full = 0;
+    if (ws->h.on_writable && !ws->close_started && !ws->close_after_flush) {
+        busy_enter(ws);
+        ws->h.on_writable(ws);
+        busy_leave(ws);
+    }
+}
+
+static const rta_conn_proto ws_proto = {
+    .name = "ws",
+    .on_read = ws_on_read,
+    .on_drain = ws_on_drain,
+    .on_timeout = ws_on_timeout,
+    .on_close = ws_conn_on_close,
+};
+
+/* ---- handshake ---- */
+
+typedef struct {
+    const rta_http_req *req;
+    rta_dbuf joined[8]; /* one per looked-up name, alive until the check returns */
+    size_t njoined;
+} hdr_lookup;
+
+static const char *lookup_header(void *ud, const char *name, size_t *len)
+{
+    hdr_lookup *lk = ud;
+    const rta_http_req *req = lk->req;
+    const char *first = NULL;
+    size_t count = 0;
+    for (size_t i = 0; i < req->nheaders; i++)
+        if (strcasecmp(req->headers[i].name, name) == 0) {
+            if (first == NULL)
+                first = req->headers[i].value;
+            count++;
+        }
+    if (count <= 1 || lk->njoined == sizeof lk->joined / sizeof lk->joined[0]) {
+        if (first)
+            *len = strlen(first);
+        return first;
+    }
+    rta_dbuf *b = &lk->joined[lk->njoined++];
+    rta_dbuf_init(b, WS_MAX_HEADER_JOIN);
+    for (size_t i = 0; i < req->nheaders; i++)
+        if (strcasecmp(req->headers[i].name, name) == 0) {
+            if (b->len)
+                rta_dbuf_puts(b, ", ");
+            rta_dbuf_puts(b, req->headers[i].value);
+        }
+    *len = b->len;
+    return b->data ? b->data : "";
+}
+
+static const char *error_code_for(int rc)
+{
+    switch (rc) {
+    case RTA_WS_ERR_METHOD:
+        return "invalid_method";
+    case RTA_WS_ERR_HTTP_VERSION:
+        return "invalid_http_version";
+    case RTA_WS_ERR_HOST:
+        return "invalid_host";
+    case RTA_WS_ERR_UPGRADE:
+        return "invalid_upgrade";
+    case RTA_WS_ERR_CONNECTION:
+        return "invalid_connection";
+    case RTA_WS_ERR_VERSION:
+        return "upgrade_required";
+    case RTA_WS_ERR_KEY:
+        return "invalid_websocket_key";
+    case RTA_WS_ERR_EXTENSIONS:
+        return "invalid_websocket_extensions";
+    default:
+        return "internal";
+    }
+}
+
+/* Is token in the comma-separated list (case-sensitive, as subprotocol names are)? */
+static int list_has_token(const char *list, const char *token)
+{
+    size_t tlen = strlen(token);
+    const char *p = list;
+    while (*p) {
+        while (*p == ' ' || *p == '\t' || *p == ',')
+            p++;
+        const char *end = p;
+        while (*end && *end != ',')
+            end++;
+        const char *e2 = end;
+        while (e2 > p && (e2[-1] == ' ' || e2[-1] == '\t'))
+            e2--;
+        if ((size_t)(e2 - p) == tlen && memcmp(p, token, tlen) == 0)
+            return 1;
+        p = end;
+    }
+    return 0;
+}
+
+void rta_ws_options_default(rta_ws_options *o)
+{
+    memset(o, 0, sizeof *o);
+    o->max_frame_bytes = 1 << 20;
+    o->max_message_bytes = 1 << 20;
+    o->max_queued_bytes = 1 << 20;
+    o->close_timeout_ms = 5000;
+    o->idle_timeout_ms = 0;
+    o->permessage_deflate = 0;
+    o->subprotocol = NULL;
+}
+
+rta_ws *rta_ws_accept(rta_http_req *req, rta_conn *conn, const char *leftover, size_t len,
+                      const rta_ws_options *opts, const rta_ws_handler *handler, void *ud)
+{
+    rta_ws_options defaults;
+    if (opts == NULL) {
+        rta_ws_options_default(&defaults);
+        opts = &defaults;
+    }
+    char accept[RTA_WS_ACCEPT_LEN + 1];
+    hdr_lookup lk = {.req = req};
+    int rc = rta_ws_handshake_check(req->method ? req->method : "", 1, req->http_minor,
+                                    lookup_header, &lk, accept);
+    for (size_t i = 0; i < lk.njoined; i++)
+        rta_dbuf_free(&lk.joined[i]);
+    if (rc != 0) {
+        int status = rta_ws_handshake_status(rc);
+        const char *hname = rta_ws_handshake_header(rc);
+        if (rc == RTA_WS_ERR_VERSION)
+            rta_http_add_header(req, "Sec-WebSocket-Version", "13");
+        rta_log(RTA_LOG_INFO, "websocket handshake refused", "{s:s,s:s}", "remote_ip",
+                conn->remote_ip, "error", rta_ws_handshake_strerror(rc));
+        rta_http_send_error(req, status, error_code_for(rc), rta_ws_handshake_strerror(rc),
+                            hname ? json_pack("{s:s}", "header", hname) : NULL);
+        return NULL;
+    }
+
+    rta_dbuf out;
+    rta_dbuf_init(&out, 4096);
+    rta_dbuf_printf(&out,
+                    "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                    "Connection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n",
+                    accept);
+    /* permessage-deflate is never accepted: compression is not implemented (docs/modules/
+     * ws.md), so no Sec-WebSocket-Extensions answer, whatever opts->permessage_deflate says. */
+    const char *offered = rta_http_header_get(req, "Sec-WebSocket-Protocol");
+    if (opts->subprotocol && offered && list_has_token(offered, opts->subprotocol))
+        rta_dbuf_printf(&out, "Sec-WebSocket-Protocol: %s\r\n", opts->subprotocol);
+    rta_dbuf_puts(&out, "\r\n");
+    rta_rbuf *head = rta_rbuf_from_dbuf(&out);
+    rta_dbuf_free(&out);
+
+    rta_ws *ws = rta_xcalloc(1, sizeof *ws);
+    ws->magic = WS_MAGIC;
+    ws->conn = conn;
+    ws->opts = *opts;
+    ws->opts.subprotocol = NULL; /* not kept: the caller's string may not outlive us */
+    if (ws->opts.max_frame_bytes == 0)
+        ws->opts.max_frame_bytes = 1 << 20;
+    if (ws->opts.max_message_bytes == 0)
+        ws->opts.max_message_bytes = 1 << 20;
+    if (ws->opts.max_queued_bytes == 0)
+        ws->opts.max_queued_bytes = 1 << 20;
+    if (handler)
+        ws->h = *handler;
+    ws->ud = ud;
+    ws->close_code = 1006;
+    snprintf(ws->close_reason, sizeof ws->close_reason, "connection lost");
+    struct wslay_event_callbacks cbs = {
+        .recv_callback = wslay_recv_cb,
+        .send_callback = wslay_send_cb,
+        .on_frame_recv_start_callback = wslay_frame_start_cb,
+        .on_msg_recv_callback = wslay_msg_cb,
+    };
+    if (wslay_event_context_server_init(&ws->ctx, &cbs, ws) != 0) {
+        rta_log(RTA_LOG_ERROR, "out of memory", NULL);
+        abort(); /* as rta_xmalloc does */
+    }
+    wslay_event_config_set_max_recv_msg_length(ws->ctx, ws->opts.max_message_bytes);
+    ws->wl = loop_acquire(conn->tcp.loop);
+
+    rta_conn_set_proto(conn, &ws_proto, ws);
+    rta_conn_write(conn, head);
+    rta_rbuf_unref(head);
+    rta_conn_set_timeout(conn, ws->opts.idle_timeout_ms);
+    rta_conn_resume_read(conn);
+    if (len > 0) {
+        /* fed on the first flush (this loop turn), so that the caller holds the ws before
+         * any callback about it runs */
+        ws->held = rta_xmalloc(len);
+        memcpy(ws->held, leftover, len);
+        ws->held_len = len;
+        schedule_flush(ws);
+    }
+    return ws;
+}
+
+void *rta_ws_get_data(const rta_ws *ws)
+{
+    return ws->ud;
+}
+
+void rta_ws_set_data(rta_ws *ws, void *ud)
+{
+    ws->ud = ud;
+}
+
+rta_conn *rta_ws_conn(const rta_ws *ws)
+{
+    return ws->conn;
+}
+
+rta_rbuf *rta_ws_frame(int opcode, const void *payload, size_t len)
+{
+    unsigned char hdr[10];
+    size_t hlen;
+    hdr[0] = (unsigned char)(0x80 | (opcode & 0x0f));
+    if (len < 126) {
+        hdr[1] = (unsigned char)len;
+        hlen = 2;
+    } else if (len <= 0xffff) {
+        hdr[1] = 126;
+        hdr[2] = (unsigned char)(len >> 8);
+        hdr[3] = (unsigned char)len;
+        hlen = 4;
+    } else {
+        hdr[1] = 127;
+        for (int i = 0; i < 8; i++)
+            hdr[2 + i] = (unsigned char)((uint64_t)len >> (56 - 8 * i));
+        hlen = 10;
+    }
+    rta_rbuf *b = rta_rbuf_new(NULL, hlen + len);
+    memcpy(b->data, hdr, hlen);
+    if (len)
+        memcpy(b->data + hlen, payload, len);
+    return b;
+}
+
+static int ws_is_closed(const rta_ws *ws)
+{
+    return ws->conn == NULL || ws->conn->closing || ws->conn->shutting_down || ws->close_started ||
+           ws->close_after_flush || ws->abort_pending || !wslay_event_get_write_enabled(ws->ctx) ||
+           wslay_event_get_close_sent(ws->ctx);
+}
+
+size_t rta_ws_queued_bytes(const rta_ws *ws)
+{
+    return ws->pending_bytes + (ws->conn ? ws->conn->write_queued_bytes : 0);
+}
+
+int rta_ws_send_frame(rta_ws *ws, rta_rbuf *frame)
+{
+    if (ws_is_closed(ws))
+        return RTA_WS_CLOSED;
+    size_t queued = rta_ws_queued_bytes(ws);
+    /* a frame larger than the whole cap still goes out when nothing else is queued */
+    if (queued > 0 && queued + frame->len > ws->opts.max_queued_bytes) {
+        ws->full = 1;
+        return RTA_WS_FULL;
+    }
+    push_pending(ws, rta_rbuf_ref(frame));
+    return RTA_WS_OK;
+}
+
+int rta_ws_send(rta_ws *ws, int opcode, const void *data, size_t len)
+{
+    if (ws_is_closed(ws))
+        return RTA_WS_CLOSED;
+    rta_rbuf *f = rta_ws_frame(opcode, data, len);
+    int rc = rta_ws_send_frame(ws, f);
+    rta_rbuf_unref(f);
+    return rc;
+}
+
+void rta_ws_close(rta_ws *ws, int code, const char *reason)
+{
+    if (ws_is_closed(ws))
+        return;
+    size_t rlen = reason ? strlen(reason) : 0;
+    if (rlen > 123)
+        rlen = 123;
+    if (wslay_event_queue_close(ws->ctx, (uint16_t)code, (const uint8_t *)reason, rlen) != 0) {
+        rta_ws_abort(ws, reason);
+        return;
+    }
+    ws->close_started = 1;
+    set_close(ws, code, reason);
+    rta_conn_set_timeout(ws->conn, ws->opts.close_timeout_ms);
+    if (wslay_event_send(ws->ctx) != 0)
+        rta_ws_abort(ws, "send failed");
+}
+
+void rta_ws_abort(rta_ws *ws, const char *reason)
+{
+    if (ws->conn == NULL || ws->abort_pending)
+        return;
+    if (ws->close_code == 1006 || !ws->close_started)
+        set_close(ws, 1006, reason ? reason : "aborted");
+    if (ws->busy > 0) {
+        ws->abort_pending = 1; /* inside a callback: closed when it returns */
+        return;
+    }
+    rta_conn_close(ws->conn);
+}

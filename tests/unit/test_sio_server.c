@@ -1,0 +1,461 @@
+/*
+ * Unit tests for the Engine.IO / Socket.IO server's pure parts: request verification (the
+ * reference server's error codes and their order), the outgoing queue and its polling payload
+ * form, the broadcast encoder, and server setup/teardown on a loop (leaks show under ASan).
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "rta/http.h"
+#include "rta/net.h"
+#include "rta/sio_server.h"
+#include "socketio/server_internal.h"
+
+/* A fake session table: "pollsid" is a polling session, "wssid" a websocket one. */
+static int fake_lookup(void *ud, const char *sid)
+{
+    (void)ud;
+    if (strcmp(sid, "pollsid") == 0)
+        return RTA_SIO__POLLING;
+    if (strcmp(sid, "wssid") == 0)
+        return RTA_SIO__WEBSOCKET;
+    return -1;
+}
+
+static int verify(const char *method, const char *query, int upgrade, rta_sio__reqinfo *info)
+{
+    return rta_sio__verify(method, query, upgrade, fake_lookup, NULL, info);
+}
+
+static void test_verify_handshake(void **state)
+{
+    rta_sio__reqinfo info;
+    assert_int_equal(verify("GET", "EIO=4&transport=polling", 0, &info), -1);
+    assert_int_equal(info.transport, RTA_SIO__POLLING);
+    assert_false(info.has_sid);
+    assert_int_equal(verify("GET", "EIO=4&transport=websocket", 1, &info), -1);
+    assert_int_equal(info.transport, RTA_SIO__WEBSOCKET);
+    /* the suite's failures */
+    assert_int_equal(verify("GET", "transport=polling", 0, &info),
+                     RTA_SIO__ERR_UNSUPPORTED_PROTOCOL_VERSION);
+    assert_int_equal(verify("GET", "EIO=abc&transport=polling", 0, &info),
+                     RTA_SIO__ERR_UNSUPPORTED_PROTOCOL_VERSION);
+    assert_int_equal(verify("GET", "EIO=3&transport=polling", 0, &info),
+                     RTA_SIO__ERR_UNSUPPORTED_PROTOCOL_VERSION);
+    assert_int_equal(verify("GET", "EIO=4", 0, &info), RTA_SIO__ERR_UNKNOWN_TRANSPORT);
+    assert_int_equal(verify("GET", "EIO=4&transport=abc", 0, &info),
+                     RTA_SIO__ERR_UNKNOWN_TRANSPORT);
+    assert_int_equal(verify("POST", "EIO=4&transport=polling", 0, &info),
+                     RTA_SIO__ERR_BAD_HANDSHAKE_METHOD);
+    assert_int_equal(verify("PUT", "EIO=4&transport=polling", 0, &info),
+                     RTA_SIO__ERR_BAD_HANDSHAKE_METHOD);
+    /* websocket only as an upgrade */
+    assert_int_equal(verify("GET", "EIO=4&transport=websocket", 0, &info),
+                     RTA_SIO__ERR_BAD_REQUEST);
+    /* transport is checked before anything else */
+    assert_int_equal(verify("PUT", "EIO=9", 0, &info), RTA_SIO__ERR_UNKNOWN_TRANSPORT);
+}
+
+static void test_verify_sid(void **state)
+{
+    rta_sio__reqinfo info;
+    assert_int_equal(verify("GET", "EIO=4&transport=polling&sid=pollsid", 0, &info), -1);
+    assert_true(info.has_sid);
+    assert_string_equal(info.sid, "pollsid");
+    assert_int_equal(verify("POST", "EIO=4&transport=polling&sid=pollsid", 0, &info), -1);
+    assert_int_equal(verify("GET", "EIO=4&transport=polling&sid=nope", 0, &info),
+                     RTA_SIO__ERR_UNKNOWN_SID);
+    /* polling request for a session that upgraded: bad request */
+    assert_int_equal(verify("GET", "EIO=4&transport=polling&sid=wssid", 0, &info),
+                     RTA_SIO__ERR_BAD_REQUEST);
+    /* the upgrade itself may change transport */
+    assert_int_equal(verify("GET", "EIO=4&transport=websocket&sid=pollsid", 1, &info), -1);
+    /* with a sid, EIO and method are not the handshake's business */
+    assert_int_equal(verify("GET", "transport=polling&sid=pollsid", 0, &info), -1);
+    /* a sid longer than any we hand out is unknown, not truncated into a match */
+    char q[256];
+    memset(q, 0, sizeof q);
+    strcpy(q, "EIO=4&transport=polling&sid=pollsid");
+    memset(q + strlen(q), 'x', 100);
+    assert_int_equal(verify("GET", q, 0, &info), RTA_SIO__ERR_UNKNOWN_SID);
+    /* empty sid = handshake */
+    assert_int_equal(verify("GET", "EIO=4&transport=polling&sid=", 0, &info), -1);
+    assert_false(info.has_sid);
+}
+
+static void test_query_raw(void **state)
+{
+    char buf[16];
+    assert_string_equal(rta_sio__query_raw("a=1&EIO=4&b", "EIO", buf, sizeof buf), "4");
+    assert_string_equal(rta_sio__query_raw("a=1&EIO=4&b", "b", buf, sizeof buf), "");
+    assert_null(rta_sio__query_raw("xEIO=4", "EIO", buf, sizeof buf));
+    assert_null(rta_sio__query_raw("", "EIO", buf, sizeof buf));
+    assert_null(rta_sio__query_raw("EIO=0123456789abcdefgh", "EIO", buf, sizeof buf));
+    assert_string_equal(rta_sio__error_message(1), "Session ID unknown");
+    assert_string_equal(rta_sio__error_message(5), "Unsupported protocol version");
+}
+
+static void push_text(rta_sio__outq *q, const char *s)
+{
+    rta_rbuf *b = rta_rbuf_new(s, strlen(s));
+    rta_sio__outq_push(q, b, NULL, 0);
+    rta_rbuf_unref(b);
+}
+
+static void test_outq_payload(void **state)
+{
+    rta_sio__outq q;
+    rta_sio__outq_init(&q);
+    push_text(&q, "4hello");
+    const unsigned char bin[] = {1, 2, 3, 4};
+    rta_rbuf *b = rta_rbuf_new(bin, sizeof bin);
+    rta_sio__outq_push(&q, b, NULL, 1);
+    rta_rbuf_unref(b);
+    push_text(&q, "2");
+    assert_int_equal(q.count, 3);
+    assert_int_equal(q.bytes, 6 + 4 + 1);
+
+    /* too small an output: nothing consumed, output unchanged */
+    rta_dbuf small;
+    rta_dbuf_init(&small, 8);
+    assert_int_equal(rta_sio__outq_payload(&q, &small), -1);
+    assert_int_equal(small.len, 0);
+    assert_int_equal(q.count, 3);
+    rta_dbuf_free(&small);
+
+    rta_dbuf out;
+    rta_dbuf_init(&out, 1024);
+    assert_int_equal(rta_sio__outq_payload(&q, &out), 0);
+    assert_string_equal(out.data, "4hello\x1e"
+                                  "bAQIDBA==\x1e"
+                                  "2");
+    assert_int_equal(q.count, 0);
+    assert_int_equal(q.bytes, 0);
+    assert_null(q.head);
+    /* appending to a non-empty payload adds a separator first */
+    push_text(&q, "6");
+    assert_int_equal(rta_sio__outq_payload(&q, &out), 0);
+    assert_string_equal(out.data, "4hello\x1e"
+                                  "bAQIDBA==\x1e"
+                                  "2\x1e"
+                                  "6");
+    rta_dbuf_free(&out);
+}
+
+static void test_outq_pop_order_and_refs(void **state)
+{
+    rta_sio__outq q;
+    rta_sio__outq_init(&q);
+    rta_rbuf *shared = rta_rbuf_new("42[\"tick\",1]", 12);
+    rta_rbuf *frame = rta_rbuf_new("\x81\x0c"
+                                   "42[\"tick\",1]",
+                                   14);
+    rta_sio__outq_push(&q, shared, frame, 0);
+    push_text(&q, "2");
+    assert_int_equal(shared->refcnt, 2);
+    assert_int_equal(frame->refcnt, 2);
+    rta_sio__outpkt *p = rta_sio__outq_pop(&q);
+    assert_ptr_equal(p->data, shared);
+    assert_ptr_equal(p->frame, frame);
+    assert_int_equal(q.bytes, 1);
+    rta_sio__outpkt_free(p);
+    assert_int_equal(shared->refcnt, 1);
+    p = rta_sio__outq_pop(&q);
+    assert_memory_equal(p->data->data, "2", 1);
+    rta_sio__outpkt_free(p);
+    assert_null(rta_sio__outq_pop(&q));
+    assert_null(q.tail);
+    /* clear releases what is left */
+    rta_sio__outq_push(&q, shared, NULL, 0);
+    rta_sio__outq_clear(&q);
+    assert_int_equal(shared->refcnt, 1);
+    assert_int_equal(q.count, 0);
+    rta_rbuf_unref(shared);
+    rta_rbuf_unref(frame);
+}
+
+static void expect_broadcast(const char *nsp, const char *event, const char *arg,
+                             const char *offset, const char *want)
+{
+    rta_rbuf *b = rta_sio_encode_broadcast(nsp, event, arg, arg ? strlen(arg) : 0, offset);
+    assert_non_null(b);
+    assert_int_equal(b->len, strlen(want));
+    assert_memory_equal(b->data, want, b->len);
+    rta_rbuf_unref(b);
+}
+
+static void test_encode_broadcast(void **state)
+{
+    expect_broadcast("/", "tick", "{\"p\":1}", NULL, "42[\"tick\",{\"p\":1}]");
+    expect_broadcast("/feed", "tick", "[1,2]", "1700000000000-7",
+                     "42/feed,[\"tick\",[1,2],\"1700000000000-7\"]");
+    expect_broadcast("/", "a\"b", NULL, NULL, "42[\"a\\\"b\"]");
+    assert_null(rta_sio_encode_broadcast("feed", "x", NULL, 0, NULL));
+    assert_null(rta_sio_encode_broadcast("/a,b", "x", NULL, 0, NULL));
+}
+
+static int dummy_connect(void *ud, rta_sio_socket *s, json_t *auth, const rta_sio_handshake *hs,
+                         json_t **err)
+{
+    return RTA_SIO_ACCEPT;
+}
+
+static void test_server_lifecycle(void **state)
+{
+    uv_loop_t loop;
+    assert_int_equal(uv_loop_init(&loop), 0);
+    rta_sio_options o;
+    rta_sio_options_default(&o);
+    assert_int_equal(o.ping_interval_ms, 25000);
+    assert_int_equal(o.ping_timeout_ms, 20000);
+    assert_int_equal(o.max_payload, 1000000);
+    assert_string_equal(o.path, "/socket.io/");
+    o.path = "/rt"; /* a trailing slash is added */
+    rta_sio_server *srv = rta_sio_server_new(&loop, &o);
+    assert_non_null(srv);
+    rta_sio_namespace_handler h = {.on_connect = dummy_connect};
+    assert_int_equal(rta_sio_server_namespace(srv, "/", &h, NULL), 0);
+    assert_int_equal(rta_sio_server_namespace(srv, "/feed", &h, NULL), 0);
+    assert_int_equal(rta_sio_server_namespace(srv, "/feed", &h, NULL), -1); /* duplicate */
+    assert_int_equal(rta_sio_server_namespace(srv, "feed", &h, NULL), -1);
+    assert_int_equal(rta_sio_server_namespace(srv, "/a,b", &h, NULL), -1);
+    const rta_sio_stats *st = rta_sio_server_stats(srv);
+    assert_int_equal(st->sessions_polling + st->sessions_websocket, 0);
+    /* requests outside the path are not taken */
+    rta_http_req req;
+    memset(&req, 0, sizeof req);
+    req.method = "GET";
+    req.path = "/v1/protocols";
+    req.query = "";
+    assert_int_equal(rta_sio_server_handle_http(srv, &req), 0);
+    req.path = "/rtx/";
+    assert_int_equal(rta_sio_server_handle_http(srv, &req), 0);
+    rta_sio_server_shutdown(srv);
+    rta_sio_server_free(srv);
+    assert_int_equal(uv_run(&loop, UV_RUN_DEFAULT), 0);
+    assert_int_equal(uv_loop_close(&loop), 0);
+}
+
+/* ---- a real server on loopback, driven by a blocking client thread ---- */
+
+typedef struct {
+    uv_loop_t loop;
+    uv_async_t done;
+    rta_net *net;
+    rta_http_server *http;
+    rta_sio_server *sio;
+    int port;
+    /* recorded on the loop thread */
+    char events[512];
+    char disconnects[256];
+    /* recorded by the client thread: each answer as "<status> <body>" */
+    char answers[16][512];
+    int nanswers;
+} fixture;
+
+static int fx_connect(void *ud, rta_sio_socket *s, json_t *auth, const rta_sio_handshake *hs,
+                      json_t **err)
+{
+    const char *who = auth ? json_string_value(json_object_get(auth, "user")) : NULL;
+    if (who && strcmp(who, "mallory") == 0) {
+        *err = json_pack("{s:s}", "message", "nope");
+        return RTA_SIO_REJECT;
+    }
+    rta_sio_socket_set_id(s, "fixed-socket-id");
+    return RTA_SIO_ACCEPT;
+}
+
+static void fx_event(void *ud, rta_sio_socket *s, const char *event, json_t *args, int64_t id)
+{
+    fixture *fx = ud;
+    char *a = json_dumps(args, JSON_COMPACT);
+    size_t n = strlen(fx->events);
+    snprintf(fx->events + n, sizeof fx->events - n, "%s%s:%lld;", event, a, (long long)id);
+    free(a);
+    if (strcmp(event, "hello") == 0)
+        rta_sio_emit(s, "hi", json_array_get(args, 0));
+    if (id >= 0)
+        rta_sio_ack(s, id, args);
+    if (strcmp(event, "kick") == 0)
+        rta_sio_disconnect(s, "server namespace disconnect");
+}
+
+static void fx_disconnect(void *ud, rta_sio_socket *s, const char *reason)
+{
+    fixture *fx = ud;
+    size_t n = strlen(fx->disconnects);
+    snprintf(fx->disconnects + n, sizeof fx->disconnects - n, "%s;", reason);
+}
+
+static void fx_request(void *ud, rta_http_req *req)
+{
+    fixture *fx = ud;
+    if (!rta_sio_server_handle_http(fx->sio, req))
+        rta_http_send_error(req, 404, "not_found", "no such route", NULL);
+}
+
+static void fx_accept(void *ud, rta_conn *c)
+{
+    rta_http_server_accept(((fixture *)ud)->http, c);
+}
+
+static void fx_done(uv_async_t *a)
+{
+    fixture *fx = a->data;
+    rta_sio_server_free(fx->sio);
+    rta_net_stop_listening(fx->net);
+    rta_net_close_all(fx->net);
+    uv_close((uv_handle_t *)&fx->done, NULL);
+}
+
+/* One HTTP/1.0-style exchange (Connection: close); returns the status, body into out. */
+static int http_call(int port, const char *method, const char *target, const char *body, char *out,
+                     size_t outlen)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
+    if (connect(fd, (struct sockaddr *)&sa, sizeof sa) != 0) {
+        close(fd);
+        return -1;
+    }
+    char req[2048];
+    int n = snprintf(req, sizeof req,
+                     "%s %s HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+                     "Content-Length: %zu\r\n\r\n%s",
+                     method, target, body ? strlen(body) : 0, body ? body : "");
+    if (write(fd, req, (size_t)n) != n) {
+        close(fd);
+        return -1;
+    }
+    char resp[8192];
+    size_t got = 0;
+    ssize_t r;
+    while (got < sizeof resp - 1 && (r = read(fd, resp + got, sizeof resp - 1 - got)) > 0)
+        got += (size_t)r;
+    close(fd);
+    resp[got] = '\0';
+    int status = 0;
+    sscanf(resp, "HTTP/1.1 %d", &status);
+    const char *b = strstr(resp, "\r\n\r\n");
+    snprintf(out, outlen, "%s", b ? b + 4 : "");
+    return status;
+}
+
+static void record(fixture *fx, int status, const char *body)
+{
+    if (fx->nanswers < 16)
+        snprintf(fx->answers[fx->nanswers++], sizeof fx->answers[0], "%d %s", status, body);
+}
+
+static void *client_polling(void *arg)
+{
+    fixture *fx = arg;
+    char body[4096], target[256], sid[64] = "";
+    int st =
+        http_call(fx->port, "GET", "/socket.io/?EIO=4&transport=polling", NULL, body, sizeof body);
+    record(fx, st, st == 200 ? "open" : body);
+    const char *p = strstr(body, "\"sid\":\"");
+    if (p)
+        sscanf(p + 7, "%63[^\"]", sid);
+    snprintf(target, sizeof target, "/socket.io/?EIO=4&transport=polling&sid=%s", sid);
+#define CALL(m, b)                                                                                 \
+    do {                                                                                           \
+        st = http_call(fx->port, m, target, b, body, sizeof body);                                 \
+        record(fx, st, body);                                                                      \
+    } while (0)
+    CALL("POST", "40\x1e"
+                 "40/nope,\x1e"
+                 "40/feed,{\"user\":\"mallory\"}"); /* 1 */
+    CALL("GET", NULL);                              /* 2 */
+    CALL("POST", "42[\"hello\",1]\x1e"
+                 "427[\"ask\",2]");  /* 3 */
+    CALL("GET", NULL);               /* 4 */
+    CALL("POST", "42[\"kick\"]");    /* 5 */
+    CALL("GET", NULL);               /* 6 */
+    CALL("POST", "42[\"hello\",1]"); /* 7: closes */
+    CALL("GET", NULL);               /* 8 */
+#undef CALL
+    uv_async_send(&fx->done);
+    return NULL;
+}
+
+static void run_with_client(fixture *fx, void *(*client)(void *))
+{
+    memset(fx, 0, sizeof *fx);
+    assert_int_equal(uv_loop_init(&fx->loop), 0);
+    uv_async_init(&fx->loop, &fx->done, fx_done);
+    fx->done.data = fx;
+    rta_sio_options o;
+    rta_sio_options_default(&o);
+    o.ping_interval_ms = 60000; /* no pings in the way of the script */
+    fx->sio = rta_sio_server_new(&fx->loop, &o);
+    rta_sio_namespace_handler h = {fx_connect, NULL, fx_event, fx_disconnect};
+    assert_int_equal(rta_sio_server_namespace(fx->sio, "/", &h, fx), 0);
+    assert_int_equal(rta_sio_server_namespace(fx->sio, "/feed", &h, fx), 0);
+    rta_http_limits lim = {16384, 2000000, 5000, 5000, 5000};
+    fx->http = rta_http_server_new(&lim, fx_request, fx);
+    fx->net = rta_net_new(&fx->loop, 64, fx_accept, fx);
+    assert_int_equal(rta_net_listen(fx->net, "127.0.0.1", 0, NULL), 0);
+    fx->port = rta_net_bound_port(fx->net);
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, client, fx), 0);
+    uv_run(&fx->loop, UV_RUN_DEFAULT);
+    pthread_join(th, NULL);
+    rta_net_free(fx->net);
+    rta_http_server_free(fx->http);
+    assert_int_equal(uv_loop_close(&fx->loop), 0);
+}
+
+static void test_polling_socketio_session(void **state)
+{
+    fixture *fx = calloc(1, sizeof *fx);
+    run_with_client(fx, client_polling);
+    assert_int_equal(fx->nanswers, 9);
+    assert_string_equal(fx->answers[0], "200 open");
+    assert_string_equal(fx->answers[1], "200 ok");
+    /* CONNECT answers in order: accepted with the id set by the handler, unknown namespace,
+     * refused by the handler with its error */
+    assert_string_equal(fx->answers[2], "200 40{\"sid\":\"fixed-socket-id\"}\x1e"
+                                        "44/nope,{\"message\":\"Invalid namespace\"}\x1e"
+                                        "44/feed,{\"message\":\"nope\"}");
+    assert_string_equal(fx->answers[3], "200 ok");
+    /* the emit and the ack of one POST leave in one payload */
+    assert_string_equal(fx->answers[4], "200 42[\"hi\",1]\x1e"
+                                        "437[2]");
+    assert_string_equal(fx->answers[6], "200 41");
+    /* an event for a namespace the client is not in closes the session */
+    assert_string_equal(fx->answers[7], "200 ok");
+    assert_string_equal(fx->answers[8], "400 {\"code\":1,\"message\":\"Session ID unknown\"}");
+    assert_string_equal(fx->events, "hello[1]:-1;ask[2]:7;kick[]:-1;");
+    assert_string_equal(fx->disconnects, "server namespace disconnect;");
+    free(fx);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_verify_handshake),
+        cmocka_unit_test(test_verify_sid),
+        cmocka_unit_test(test_query_raw),
+        cmocka_unit_test(test_outq_payload),
+        cmocka_unit_test(test_outq_pop_order_and_refs),
+        cmocka_unit_test(test_encode_broadcast),
+        cmocka_unit_test(test_server_lifecycle),
+        cmocka_unit_test(test_polling_socketio_session),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
