@@ -88,7 +88,10 @@ void rta_http_server_free(rta_http_server *srv);
 void rta_http_server_accept(rta_http_server *srv, rta_conn *c);
 /* Requests dispatched and not yet answered; once draining, also those still being received. */
 size_t rta_http_server_inflight(const rta_http_server *srv);
-/* From now on every answer carries Connection: close and idle keep-alive conns are closed. */
+/* From now on every answer carries Connection: close; idle keep-alive conns stay open (a
+ * long-polling client still needs one to hear that its session ends). */
+void rta_http_server_set_draining(rta_http_server *srv, rta_net *net);
+/* Same, and idle keep-alive conns are closed now. */
 void rta_http_server_drain(rta_http_server *srv, rta_net *net);
 
 /* Case-insensitive header lookup; NULL when absent. */

@@ -69,6 +69,8 @@ void rta_rt_notify_user(rta_rt *rt, const char *user_id, const char *event, json
 /* Closes every client with "server shutting down" (close code 1001 for plain WS). */
 void rta_rt_shutdown(rta_rt *rt);
 
+/* Engine.IO sessions and plain WebSocket clients still open (shutdown waits for 0). */
+size_t rta_rt_open_sessions(const rta_rt *rt);
 /* Counts for metrics and health. */
 typedef struct rta_rt_stats {
     size_t clients_sio, clients_ws;

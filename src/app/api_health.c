@@ -69,11 +69,19 @@ static double process_rss_bytes(void)
     return n == 2 ? (double)pages_rss * (double)sysconf(_SC_PAGESIZE) : 0;
 }
 
+static void breaker_gauge(void *ud, const char *host, int state)
+{
+    char esc[256], labels[320];
+    rta_metrics_escape_label(host, esc, sizeof esc);
+    snprintf(labels, sizeof labels, "host=\"%s\"", esc);
+    rta_gauge_set(rta_metrics_gauge((rta_metric_family *)ud, labels), state);
+}
+
 void api_metrics(rta_app *app, rta_http_req *req)
 {
     /* point-in-time gauges are refreshed here rather than on every change */
     static rta_metric_family *g_rss, *g_conns, *g_state, *g_log, *g_store_q, *g_keys, *g_net,
-        *g_version, *g_offset;
+        *g_version, *g_offset, *g_rules, *g_breaker, *g_outbox;
     if (g_rss == NULL) {
         g_rss = rta_metrics_gauge_family("rta_process_resident_memory_bytes", "Resident set size");
         g_conns = rta_metrics_gauge_family("rta_connections_open", "Open TCP connections");
@@ -85,7 +93,18 @@ void api_metrics(rta_app *app, rta_http_req *req)
                                            "Connections accepted or refused, by result");
         g_version = rta_metrics_gauge_family("rta_state_version", "Data version of the state");
         g_offset = rta_metrics_gauge_family("rta_event_offset", "Offset of the last event");
+        g_rules = rta_metrics_gauge_family("rta_alert_rules", "Alert rules, by state");
+        g_breaker = rta_metrics_gauge_family(
+            "rta_notify_breaker_state", "Circuit breaker per host: 0 closed, 1 open, 2 half-open");
+        g_outbox = rta_metrics_gauge_family("rta_alert_deliveries_in_flight",
+                                            "Deliveries being sent now");
     }
+    size_t nrules = rta_alert_engine_count(app->alerts), nactive = rta_alert_engine_active(app->alerts);
+    rta_gauge_set(rta_metrics_gauge(g_rules, "state=\"active\""), (double)nactive);
+    rta_gauge_set(rta_metrics_gauge(g_rules, "state=\"inactive\""), (double)(nrules - nactive));
+    rta_gauge_set(rta_metrics_gauge(g_outbox, ""), (double)app->outbox_in_flight);
+    if (app->notify)
+        rta_notify_each_breaker(app->notify, breaker_gauge, g_breaker);
     const rta_net_stats *ns = rta_net_get_stats(app->net);
     rta_gauge_set(rta_metrics_gauge(g_rss, ""), process_rss_bytes());
     rta_gauge_set(rta_metrics_gauge(g_conns, ""), (double)ns->open);

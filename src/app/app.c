@@ -370,14 +370,20 @@ static void finish_shutdown(rta_app *app)
             (json_int_t)rta_bus_last_offset(app->bus));
 }
 
+/* Finishes once in-flight requests are answered and every connection (realtime clients
+ * finishing their close handshakes included) has closed, or at the deadline. */
 static void on_shutdown_check(uv_timer_t *t)
 {
     rta_app *app = t->data;
-    if (rta_http_server_inflight(app->http) == 0 || rta_now_ms() >= app->shutdown_deadline_ms ||
+    if (rta_rt_open_sessions(app->rt) == 0) /* realtime clients told: now idle conns can go */
+        rta_http_server_drain(app->http, app->net);
+    size_t inflight = rta_http_server_inflight(app->http);
+    size_t open = rta_net_open_count(app->net);
+    if ((inflight == 0 && open == 0) || rta_now_ms() >= app->shutdown_deadline_ms ||
         app->cfg->shutdown_timeout_ms == 0) {
-        if (rta_http_server_inflight(app->http) > 0)
-            rta_log(RTA_LOG_WARN, "shutdown timeout: abandoning in-flight requests", "{s:I}",
-                    "inflight", (json_int_t)rta_http_server_inflight(app->http));
+        if (inflight > 0 || open > 0)
+            rta_log(RTA_LOG_WARN, "shutdown timeout: closing what is left", "{s:I,s:I}",
+                    "inflight", (json_int_t)inflight, "connections", (json_int_t)open);
         finish_shutdown(app);
     }
 }
@@ -396,7 +402,7 @@ void rta_app_begin_shutdown(rta_app *app, const char *reason)
     rta_net_stop_listening(app->net);
     uv_timer_stop(&app->sim_timer);
     rta_rt_shutdown(app->rt);
-    rta_http_server_drain(app->http, app->net);
+    rta_http_server_set_draining(app->http, app->net);
     uv_timer_start(&app->shutdown_timer, on_shutdown_check, 0, 20);
 }
 

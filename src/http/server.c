@@ -684,6 +684,12 @@ static void close_if_idle(void *ud, rta_conn *c)
     }
 }
 
+void rta_http_server_set_draining(rta_http_server *srv, rta_net *net)
+{
+    srv->draining = 1;
+    srv->net = net;
+}
+
 void rta_http_server_drain(rta_http_server *srv, rta_net *net)
 {
     srv->draining = 1;

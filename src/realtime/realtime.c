@@ -60,6 +60,7 @@ struct client {
     char key_id[RTA_KEY_ID_LEN + 1];
     char user_id[129];
     char tier[16];
+    char transport[16];    /* metrics label, fixed at connect so increments and decrements match */
     char remote_ip[46];
     char pid[40];
     sub **subs;
@@ -78,6 +79,7 @@ struct client {
 
 typedef struct saved_session {
     char pid[40];
+    char sid[64];  /* the Socket.IO socket id, kept on recovery */
     char key_id[RTA_KEY_ID_LEN + 1];
     json_t *subs; /* array of subscription payloads */
     int64_t expires_ms;
@@ -138,8 +140,10 @@ static json_t *error_obj(const char *code, const char *message, const char *fiel
 static void count_conn(rta_rt *rt, client *cl, int delta)
 {
     char labels[96];
-    snprintf(labels, sizeof labels, "transport=\"%s\",tier=\"%s\"",
-             cl->kind == CL_WS ? "ws" : rta_sio_socket_transport(cl->sio), cl->tier);
+    if (cl->transport[0] == '\0')
+        snprintf(cl->transport, sizeof cl->transport, "%s",
+                 cl->kind == CL_WS ? "ws" : "socket.io");
+    snprintf(labels, sizeof labels, "transport=\"%s\",tier=\"%s\"", cl->transport, cl->tier);
     rta_gauge_add(rta_metrics_gauge(rt->m_conn, labels), delta);
     if (cl->kind == CL_WS)
         rt->stats.clients_ws += (size_t)delta;
@@ -711,6 +715,7 @@ static void save_session(rta_rt *rt, client *cl)
     }
     saved_session *ss = rta_xcalloc(1, sizeof *ss);
     snprintf(ss->pid, sizeof ss->pid, "%s", cl->pid);
+    snprintf(ss->sid, sizeof ss->sid, "%s", cl->sio ? rta_sio_socket_id(cl->sio) : "");
     snprintf(ss->key_id, sizeof ss->key_id, "%s", cl->key_id);
     ss->subs = json_array();
     for (size_t i = 0; i < cl->nsubs; i++)
@@ -909,6 +914,8 @@ static int sio_on_connect(void *ud, rta_sio_socket *s, json_t *auth, const rta_s
         HASH_FIND_STR(rt->saved, pid, ss);
     if (ss && strcmp(ss->key_id, cl->key_id) == 0 && ss->expires_ms > rta_now_ms()) {
         snprintf(cl->pid, sizeof cl->pid, "%s", ss->pid);
+        if (ss->sid[0])
+            rta_sio_socket_set_id(s, ss->sid);
         size_t i;
         json_t *spec;
         json_array_foreach(ss->subs, i, spec)
@@ -1301,6 +1308,12 @@ void rta_rt_notify_user(rta_rt *rt, const char *user_id, const char *event, json
             json_decref(o);
         }
     }
+}
+
+size_t rta_rt_open_sessions(const rta_rt *rt)
+{
+    const rta_sio_stats *ss = rta_sio_server_stats(rt->sio);
+    return ss->sessions_polling + ss->sessions_websocket + rt->stats.clients_ws;
 }
 
 const rta_rt_stats *rta_rt_get_stats(const rta_rt *rt)

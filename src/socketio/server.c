@@ -617,7 +617,7 @@ static void sess_end(sess *s, int how, const char *reason)
     if (s->state == S_CLOSED)
         return;
     if (how == END_SERVER && s->state == S_OPEN && s->transport == RTA_SIO__POLLING &&
-        s->get == NULL && s->q.count > 0) {
+        s->get == NULL) { /* the next GET gets what is queued and the close packet */
         s->state = S_CLOSING;
         rta_sio_socket *so;
         while ((so = s->sockets) != NULL) {

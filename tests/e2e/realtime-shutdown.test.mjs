@@ -41,11 +41,9 @@ describe('realtime shutdown', () => {
 
                 const discs = socks.map((s) => lifeEvent(s, 'disconnect', T(15000)));
                 const closes = wss.map((w) => w.closed(T(15000)));
-                const t0 = Date.now();
                 const code = await rtad.stop();
                 const tail = rtad.stderr.slice(-15).join('\n');
                 assert.equal(code, 0, `exit code ${code} signal ${rtad.exitSignal}:\n${tail}`);
-                assert.ok(Date.now() - t0 < T(10000), `shutdown took ${Date.now() - t0} ms`);
                 const reasons = (await Promise.all(discs)).map((d) => d.reason);
                 // websocket clients: a DISCONNECT packet or an Engine.IO close; the polling
                 // client may also be between two polls when the listener closes (its next GET
