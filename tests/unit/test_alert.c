@@ -968,6 +968,119 @@ static void test_restore_state(void **state)
     fx_free(&f);
 }
 
+/* The range search over sorted thresholds against a brute-force model: many single-condition
+ * rules with colliding thresholds on one pair, random values, rules removed midway. */
+typedef struct {
+    int op; /* rta_alert_op */
+    double th;
+    bool firing, removed;
+    rta_alert_rule *r;
+    int got_fire, got_resolve;
+} model_rule;
+
+typedef struct {
+    model_rule *m;
+    size_t n;
+} model;
+
+static void model_collect(void *ud, const rta_alert_trigger *t)
+{
+    model *md = ud;
+    for (size_t i = 0; i < md->n; i++) {
+        if (strcmp(md->m[i].r->id, t->rule->id) == 0) {
+            if (t->resolved)
+                md->m[i].got_resolve++;
+            else
+                md->m[i].got_fire++;
+            return;
+        }
+    }
+    fail_msg("trigger for an unknown rule");
+}
+
+static void test_ranges_against_model(void **state)
+{
+    (void)state;
+    static const char *const ops[] = {"gt", "lt", "eq", "crosses_above", "crosses_below"};
+    enum { NRULES = 300, NEVENTS = 400 };
+    rta_state *st = rta_state_new(NULL);
+    rta_alert_engine *eng = rta_alert_engine_new();
+    rta_tvl_update seed = {.protocol = "p", .chain = "c", .tvl = 50, .ts_ms = NOW_MS - MIN_MS};
+    rta_state_restore_tvl(st, &seed);
+    model md = {.m = calloc(NRULES, sizeof(model_rule)), .n = NRULES};
+    uint32_t rng = 12345;
+    for (size_t i = 0; i < NRULES; i++) {
+        rng = rng * 1103515245u + 12345u;
+        static const int op_of[] = {RTA_OP_GT, RTA_OP_LT, RTA_OP_EQ, RTA_OP_CROSSES_ABOVE,
+                                    RTA_OP_CROSSES_BELOW};
+        int opi = (int)((rng >> 16) % 5), op = op_of[opi];
+        double th = (double)(((rng >> 8) % 11) * 10); /* 0..100: many equal thresholds */
+        char text[400];
+        snprintf(text, sizeof text,
+                 "{\"name\":\"m%zu\",\"throttleMinutes\":0,\"notifyResolved\":true,"
+                 "\"conditions\":[{\"metric\":\"tvl\",\"protocol\":\"p\",\"chain\":\"c\","
+                 "\"operator\":\"%s\",\"threshold\":%g%s}],\"actions\":[{\"type\":\"push\","
+                 "\"target\":\"t\"}]}",
+                 i, ops[opi], th, op == RTA_OP_EQ ? ",\"tolerance\":0.05" : "");
+        md.m[i] = (model_rule){.op = op, .th = th, .r = rule_from(text)};
+        rta_alert_engine_put(eng, md.m[i].r);
+    }
+    double prev = 50;
+    for (int k = 0; k < NEVENTS; k++) {
+        rng = rng * 1103515245u + 12345u;
+        double v = (double)((rng >> 8) % 23) * 5; /* 0..110: on thresholds and between */
+        if (v == prev)
+            v += 2;
+        if (k == NEVENTS / 2) /* remove every third rule */
+            for (size_t i = 0; i < NRULES; i += 3) {
+                rta_alert_engine_remove(eng, md.m[i].r->id);
+                md.m[i].removed = true;
+            }
+        for (size_t i = 0; i < NRULES; i++)
+            md.m[i].got_fire = md.m[i].got_resolve = 0;
+        rta_tvl_update u = {.protocol = "p", .chain = "c", .tvl = v, .ts_ms = NOW_MS + k * 1000};
+        rta_event *ev[2];
+        size_t n = 0;
+        rta_state_apply_tvl(st, &u, "ingest", ev, 2, &n);
+        assert_int_equal(n, 1);
+        ev[0]->offset = (uint64_t)k + 1;
+        rta_alert_engine_evaluate(eng, st, ev[0], u.ts_ms, model_collect, &md);
+        rta_event_unref(ev[0]);
+        for (size_t i = 0; i < NRULES; i++) {
+            model_rule *m = &md.m[i];
+            int want_fire = 0, want_resolve = 0;
+            if (!m->removed) {
+                double th = m->th;
+                bool hold = m->op == RTA_OP_GT   ? v > th
+                            : m->op == RTA_OP_LT ? v < th
+                            : m->op == RTA_OP_EQ ? fabs(v - th) <= 0.05 * (th != 0 ? th : 1)
+                            : m->op == RTA_OP_CROSSES_ABOVE ? prev <= th && v > th
+                                                            : prev >= th && v < th;
+                bool edge = m->op >= RTA_OP_CROSSES_ABOVE;
+                if (edge) {
+                    want_fire = hold;
+                } else if (hold && !m->firing) {
+                    want_fire = 1;
+                    m->firing = true;
+                } else if (!hold && m->firing) {
+                    want_resolve = 1;
+                    m->firing = false;
+                }
+            }
+            if (m->got_fire != want_fire || m->got_resolve != want_resolve)
+                fail_msg("event %d (%g -> %g), rule %zu op %d %g: fire %d/%d resolve %d/%d", k,
+                         prev, v, i, m->op, m->th, m->got_fire, want_fire, m->got_resolve,
+                         want_resolve);
+        }
+        prev = v;
+    }
+    for (size_t i = 0; i < NRULES; i++)
+        rta_alert_rule_free(md.m[i].r);
+    free(md.m);
+    rta_alert_engine_free(eng);
+    rta_state_free(st);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -985,6 +1098,7 @@ int main(void)
         cmocka_unit_test(test_multi_condition),
         cmocka_unit_test(test_inactive_remove_replace_offsets),
         cmocka_unit_test(test_restore_state),
+        cmocka_unit_test(test_ranges_against_model),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
