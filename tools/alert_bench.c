@@ -61,7 +61,8 @@ static void on_trigger(void *ud, const rta_alert_trigger *t)
     b->resolved += t->resolved;
     const rta_alert_condition *c = &t->rule->conditions[0];
     int kind = c->price_scope ? (c->token ? 1 : 5)
-                              : c->protocol ? (c->chain ? 0 : 2) : (c->chain ? 4 : 3);
+               : c->protocol  ? (c->chain ? 0 : 2)
+                              : (c->chain ? 4 : 3);
     b->by_kind[kind]++;
 }
 
@@ -74,8 +75,8 @@ static void eval_events(bench *b, rta_event **out, size_t n)
                 rta_alert_engine_evaluate(b->eng, b->st, out[i], b->now_ms, NULL, NULL);
             } else {
                 uint64_t t0 = cpu_ns();
-                b->evaluated += rta_alert_engine_evaluate(b->eng, b->st, out[i], b->now_ms,
-                                                          on_trigger, b);
+                b->evaluated +=
+                    rta_alert_engine_evaluate(b->eng, b->st, out[i], b->now_ms, on_trigger, b);
                 b->eval_ns += cpu_ns() - t0;
                 b->timed++;
             }
@@ -159,8 +160,8 @@ static void wildcard_condition(char *out, size_t outlen, const char *scope, bool
                  -0.3 - 0.3 * rnd01());
     else
         snprintf(out, outlen,
-                 "{\"metric\":\"%s\",%s\"operator\":\"crosses_above\",\"threshold\":%.6g}",
-                 metric, scope, price ? 1e5 : 1e10);
+                 "{\"metric\":\"%s\",%s\"operator\":\"crosses_above\",\"threshold\":%.6g}", metric,
+                 scope, price ? 1e5 : 1e10);
 }
 
 int main(int argc, char **argv)
@@ -179,9 +180,8 @@ int main(int argc, char **argv)
     rta_sim_history(sim, now - 5400000, 7 * 86400000LL, 3600000, restore_tvl, restore_price, st);
     rta_sim_history(sim, now, 5400000, 60000, restore_tvl, restore_price, st);
     rta_sim_snapshot(sim, now, restore_tvl, restore_price, st);
-    printf("state: %zu pairs, %zu protocols, %zu chains, %zu tokens, built in %.1f s\n",
-           st->npairs, st->nprotocols, st->nchains, st->ntokens,
-           (double)(rta_mono_ns() - t0) / 1e9);
+    printf("state: %zu pairs, %zu protocols, %zu chains, %zu tokens, built in %.1f s\n", st->npairs,
+           st->nprotocols, st->nchains, st->ntokens, (double)(rta_mono_ns() - t0) / 1e9);
 
     rta_alert_engine *eng = rta_alert_engine_new();
     t0 = rta_mono_ns();
@@ -255,11 +255,11 @@ int main(int argc, char **argv)
     }
     printf("rules: %zu (pair %zu, token %zu, protocol %zu, any-protocol %zu, any-on-chain %zu, "
            "any-token %zu), parsed and indexed in %.2f s\n",
-           rta_alert_engine_count(eng), kinds[0], kinds[1], kinds[2], kinds[3], kinds[4],
-           kinds[5], (double)(rta_mono_ns() - t0) / 1e9);
+           rta_alert_engine_count(eng), kinds[0], kinds[1], kinds[2], kinds[3], kinds[4], kinds[5],
+           (double)(rta_mono_ns() - t0) / 1e9);
 
-    bench b = {.st = st, .eng = eng, .now_ms = now, .max_events = warmup + nevents,
-               .warmup = warmup};
+    bench b = {
+        .st = st, .eng = eng, .now_ms = now, .max_events = warmup + nevents, .warmup = warmup};
     while (b.events < b.max_events) {
         b.now_ms += 10; /* 100 updates per 10 ms: 10,000 updates/s of simulated time */
         rta_sim_step(sim, 100, b.now_ms, apply_tvl, apply_price, &b);

@@ -69,17 +69,17 @@ typedef struct rstate rstate;
 /* One rule in a group: its first condition's threshold, inline. */
 typedef struct {
     double threshold;
-    double tolerance;    /* eq */
+    double tolerance; /* eq */
     rule_ent *re;
-    uint8_t single;      /* one condition only */
-    uint8_t edge;        /* has a crossing condition */
+    uint8_t single; /* one condition only */
+    uint8_t edge;   /* has a crossing condition */
 } bent;
 
 /* The rules of a bucket whose first condition has the same metric, operator and window, sorted
  * by threshold: all but eq hold for one contiguous range of thresholds. */
 typedef struct {
     uint8_t metric, op;
-    int64_t window;      /* change_pct: seconds; else 0 */
+    int64_t window; /* change_pct: seconds; else 0 */
     bent *v;
     size_t n, cap;
 } group;
@@ -88,16 +88,16 @@ struct bucket {
     char *key;
     group *g;
     size_t ng, capg;
-    size_t n;            /* rules in all groups */
+    size_t n; /* rules in all groups */
     UT_hash_handle hh;
 };
 
 struct rule_ent {
     rta_alert_rule *rule;
-    uint64_t seq;        /* unique per put: the state key */
-    bucket *bucket;      /* NULL when inactive */
-    rstate *states;      /* this rule's states (list through next) */
-    UT_hash_handle hh;   /* by rule id */
+    uint64_t seq;      /* unique per put: the state key */
+    bucket *bucket;    /* NULL when inactive */
+    rstate *states;    /* this rule's states (list through next) */
+    UT_hash_handle hh; /* by rule id */
 };
 
 typedef struct {
@@ -115,16 +115,16 @@ struct rstate {
     rstate *fprev, *fnext;    /* in the series' firing list while firing */
     int64_t last_notified_ms; /* INT64_MIN = never */
     uint64_t last_offset;
-    uint64_t touched;         /* evaluation sequence in which the rule last held */
+    uint64_t touched; /* evaluation sequence in which the rule last held */
     bool firing;
-    bool notified;            /* the current firing was notified */
+    bool notified; /* the current firing was notified */
     UT_hash_handle hh;
 };
 
 struct series_ent {
     char *name;
     uint64_t id;
-    rstate *firing;           /* level states of this series that are firing */
+    rstate *firing; /* level states of this series that are firing */
     UT_hash_handle hh;
 };
 
@@ -135,14 +135,14 @@ typedef struct {
 } user_ent;
 
 struct rta_alert_engine {
-    rule_ent *rules;     /* by id */
-    bucket *buckets;     /* by key */
-    rstate *states;      /* by (rule seq, series id) */
-    series_ent *series;  /* by name */
+    rule_ent *rules;    /* by id */
+    bucket *buckets;    /* by key */
+    rstate *states;     /* by (rule seq, series id) */
+    series_ent *series; /* by name */
     user_ent *users;
     size_t nrules, nactive, nstates;
     uint64_t next_seq, next_series;
-    uint64_t eval_seq;   /* bumped per evaluate call */
+    uint64_t eval_seq; /* bumped per evaluate call */
 };
 
 /* ---- values of one series as of the event ---- */
@@ -152,10 +152,10 @@ enum { SER_NONE = 0, SER_PAIR, SER_PROTO, SER_TOKEN };
 typedef struct {
     int kind;
     bool ready;
-    const rta_history *hist;  /* NULL: no history (changes unknown) */
-    double cur, prev;         /* prev NaN when unknown (or unmoved: == cur) */
-    char name[KEY_MAX];       /* series name */
-    series_ent *se;           /* interned name (NULL until looked up or when unknown) */
+    const rta_history *hist; /* NULL: no history (changes unknown) */
+    double cur, prev;        /* prev NaN when unknown (or unmoved: == cur) */
+    char name[KEY_MAX];      /* series name */
+    series_ent *se;          /* interned name (NULL until looked up or when unknown) */
     bool se_looked;
     int nmemo;
     int64_t memo_win[MEMO_N];
@@ -532,8 +532,7 @@ static void index_add(rta_alert_engine *eng, rule_ent *re)
             b->g = rta_xrealloc(b->g, b->capg * sizeof *b->g);
         }
         g = &b->g[b->ng++];
-        *g = (group){.metric = (uint8_t)c->metric, .op = (uint8_t)c->op,
-                     .window = cond_window(c)};
+        *g = (group){.metric = (uint8_t)c->metric, .op = (uint8_t)c->op, .window = cond_window(c)};
     }
     if (g->n == g->cap) {
         g->cap = g->cap ? g->cap * 2 : 4;
@@ -693,8 +692,8 @@ size_t rta_alert_engine_user_count(const rta_alert_engine *eng, const char *user
     return ue ? ue->n : 0;
 }
 
-void rta_alert_engine_restore_state(rta_alert_engine *eng, const char *rule_id,
-                                    const char *series, bool firing, int64_t last_notified_ms)
+void rta_alert_engine_restore_state(rta_alert_engine *eng, const char *rule_id, const char *series,
+                                    bool firing, int64_t last_notified_ms)
 {
     rule_ent *re = NULL;
     HASH_FIND_STR(eng->rules, rule_id, re);
@@ -738,8 +737,8 @@ static void emit(const evctx *x, const rule_ent *re, const serctx *s, bool resol
 
 /* A rule whose first condition holds on s (value v, previous pv): checks the others, then
  * enters or stays in firing, notifying when due. */
-static void on_hold(rta_alert_engine *eng, evctx *x, const bent *be, serctx *s, double v,
-                    double pv, rta_alert_trigger_fn fn, void *ud)
+static void on_hold(rta_alert_engine *eng, evctx *x, const bent *be, serctx *s, double v, double pv,
+                    rta_alert_trigger_fn fn, void *ud)
 {
     rule_ent *re = be->re;
     if (!be->single && !rest_hold(x, re->rule))
