@@ -71,6 +71,8 @@ void rta_rt_shutdown(rta_rt *rt);
 
 /* Engine.IO sessions and plain WebSocket clients still open (shutdown waits for 0). */
 size_t rta_rt_open_sessions(const rta_rt *rt);
+/* The Engine.IO/Socket.IO server's protocol counters (for /metrics). */
+const struct rta_sio_stats *rta_rt_sio_stats(const rta_rt *rt);
 /* Counts for metrics and health. */
 typedef struct rta_rt_stats {
     size_t clients_sio, clients_ws;

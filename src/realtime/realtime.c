@@ -24,6 +24,7 @@
 #include <uthash.h>
 
 #define NSP "/v1/realtime"
+#define RT_QUEUE_MAX (1u << 20) /* events waiting for fan-out before pacing gives up */
 #define SUB_NAME_MAX 320
 
 enum { SUB_PROTOCOL = 0, SUB_TVL_CHANGES, SUB_PRICE, SUB_PRICE_CHANGES, SUB_NTYPES };
@@ -74,6 +75,15 @@ struct client {
     int64_t connected_ms;
     int recovering;        /* Socket.IO session restored: replay after recover_from */
     uint64_t recover_from;
+    /* catch-up (recovery / resume): reading the event log, paced, until live */
+    int catching;
+    int catch_ws_resume;   /* plain WS resume (answer "resumed") vs Socket.IO recovery */
+    int catch_complete;
+    uint64_t catch_from, catch_cursor;
+    size_t catch_count;
+    json_t *catch_id;      /* plain WS: the resume message's id, echoed */
+    uint64_t catch_blocked_until; /* loop ms: its backlog was full */
+    client *catch_next;
     client *prev, *next;
 };
 
@@ -108,6 +118,16 @@ struct rta_rt {
     /* metrics */
     rta_metric_family *m_conn, *m_subs, *m_msgs, *m_bytes, *m_slow, *m_auth, *m_deliveries;
     rta_histogram *m_lag;
+    rta_counter *c_bytes_out;
+    /* paced fan-out: events wait here and go out a slice per loop turn, so one big ingest
+     * batch cannot fill every subscriber's backlog in a single turn */
+    rta_event **queue;
+    size_t qhead, qlen, qcap;
+    uv_idle_t pump;
+    uv_timer_t pump_retry;  /* catch-ups whose clients are all blocked: retry shortly */
+    int pump_on;
+    int closed;             /* shut down: no more fan-out */
+    client *catching;       /* clients catching up from the event log */
 };
 
 /* ---------- small helpers ---------- */
@@ -462,6 +482,7 @@ static int client_send(rta_rt *rt, client *cl, rta_rbuf *sio_text, rta_rbuf *sio
     }
     if (rc == 0) {
         rt->stats.bytes_out += bytes;
+        rta_counter_add(rt->c_bytes_out, (double)bytes);
         return 0;
     }
     return -1;
@@ -567,8 +588,8 @@ static int client_matches(const client *cl, const rta_event *e)
 
 static void add_recipient(rta_rt *rt, size_t *n, client *cl, uint64_t offset)
 {
-    if (cl->last_offset_sent == offset || cl->doomed)
-        return;
+    if (offset <= cl->last_offset_sent || cl->doomed || cl->catching)
+        return; /* once per event; catching-up clients read the log instead */
     cl->last_offset_sent = offset;
     if (*n == rt->scratch_cap) {
         rt->scratch_cap = rt->scratch_cap ? rt->scratch_cap * 2 : 256;
@@ -607,11 +628,10 @@ static void lagged_notice(rta_rt *rt, client *cl)
         cl->lag_from = cl->lag_to = 0;
 }
 
-void rta_rt_on_event(void *ud, rta_event *e)
+/* Delivers e to its recipients; returns the size of the largest frame written (0 when nobody
+ * wanted it), which the pump counts against its per-turn byte budget. */
+static size_t fan_out(rta_rt *rt, rta_event *e)
 {
-    rta_rt *rt = ud;
-    rt->stats.events_in++;
-    rt->last_event_offset = e->offset;
     size_t n = 0;
     char name[SUB_NAME_MAX];
     if (e->type == RTA_EVENT_PRICE_CHANGE) {
@@ -636,7 +656,7 @@ void rta_rt_on_event(void *ud, rta_event *e)
                     add_recipient(rt, &n, rt->thr[k][i]->cl, e->offset);
     }
     if (n == 0)
-        return;
+        return 0;
     int want_sio = 0, want_ws = 0;
     for (size_t i = 0; i < n; i++) {
         if (rt->scratch[i]->kind == CL_SIO)
@@ -646,6 +666,9 @@ void rta_rt_on_event(void *ud, rta_event *e)
     }
     encoded enc;
     encode_event(e, want_sio, want_ws, &enc);
+    size_t frame_bytes = enc.sio_frame ? enc.sio_frame->len : 0;
+    if (enc.ws_frame && enc.ws_frame->len > frame_bytes)
+        frame_bytes = enc.ws_frame->len;
     double lag = (double)(rta_now_us() - e->created_us) / 1e6;
     size_t delivered = 0;
     for (size_t i = 0; i < n; i++) {
@@ -668,6 +691,7 @@ void rta_rt_on_event(void *ud, rta_event *e)
     }
     rt->stats.deliveries += delivered;
     rta_counter_add(rta_metrics_counter(rt->m_deliveries, ""), (double)delivered);
+    rta_counter_add(rta_metrics_counter(rt->m_msgs, "direction=\"out\""), (double)delivered);
     rta_histogram_observe(rt->m_lag, lag);
     encoded_release(&enc);
     /* slow consumers are closed after the loop: closing may free clients */
@@ -676,6 +700,7 @@ void rta_rt_on_event(void *ud, rta_event *e)
             rt->scratch[i]->doomed = 2;
             client_close_slow(rt, rt->scratch[i]);
         }
+    return frame_bytes;
 }
 
 /* ---------- client lifecycle ---------- */
@@ -735,6 +760,14 @@ static void save_session(rta_rt *rt, client *cl)
 
 static void client_free(rta_rt *rt, client *cl, const char *reason)
 {
+    if (cl->catching) {
+        client **pp = &rt->catching;
+        while (*pp && *pp != cl)
+            pp = &(*pp)->catch_next;
+        if (*pp)
+            *pp = cl->catch_next;
+    }
+    json_decref(cl->catch_id);
     rta_key *key = rta_keyring_get(rt->keys, cl->key_id);
     if (key && key->connections > 0)
         key->connections--;
@@ -777,44 +810,172 @@ static int client_take_message(rta_rt *rt, client *cl)
                            &retry);
 }
 
-/* Sends the events a client missed after `after`, matching its subscriptions. */
-static void replay(rta_rt *rt, client *cl, uint64_t after, int *complete_out, size_t *count_out)
+/* ---------- pacing: the event queue and catch-up from the log ---------- */
+
+#define PUMP_EVENTS 64        /* events fanned out per loop turn */
+#define CATCH_READ 128        /* log entries a catching-up client reads per loop turn */
+#define CATCH_RETRY_MS 20
+
+static void pump_start(rta_rt *rt);
+static void ws_send_json(client *cl, json_t *o);
+
+static void pump_start_timer_cb(uv_timer_t *t)
 {
-    rta_event *batch[256];
-    size_t total = 0;
+    pump_start(t->data);
+}
+
+static void catch_finish(rta_rt *rt, client *cl)
+{
+    cl->catching = 0;
+    client **pp = &rt->catching;
+    while (*pp && *pp != cl)
+        pp = &(*pp)->catch_next;
+    if (*pp)
+        *pp = cl->catch_next;
+    cl->catch_next = NULL;
+    rt->stats.replayed += cl->catch_count;
+    json_t *info = json_pack("{s:b,s:I,s:I,s:I}", "complete", cl->catch_complete, "replayed",
+                             (json_int_t)cl->catch_count, "fromOffset",
+                             (json_int_t)cl->catch_from, "lastOffset",
+                             (json_int_t)cl->catch_cursor);
+    if (cl->kind == CL_SIO) {
+        rta_sio_emit(cl->sio, "recovery", info);
+    } else {
+        json_object_set_new(info, "type", json_string("resumed"));
+        if (cl->catch_id)
+            json_object_set(info, "id", cl->catch_id);
+        ws_send_json(cl, info);
+    }
+    json_decref(info);
+    json_decref(cl->catch_id);
+    cl->catch_id = NULL;
+    rta_log(RTA_LOG_INFO, "realtime catch-up done", "{s:s,s:s,s:I,s:b,s:I}", "key_id",
+            cl->key_id, "transport", cl->kind == CL_WS ? "ws" : "socket.io", "replayed",
+            (json_int_t)cl->catch_count, "complete", cl->catch_complete, "to_offset",
+            (json_int_t)cl->catch_cursor);
+}
+
+/* Starts reading the log for cl from offset `after`, a slice per loop turn, until it has
+ * caught up with the live stream (then live fan-out takes over without gap or duplicate). */
+static void catch_start(rta_rt *rt, client *cl, uint64_t after, int ws_resume, json_t *id)
+{
+    if (cl->catching) { /* a new resume replaces the running one */
+        json_decref(cl->catch_id);
+    } else {
+        cl->catch_next = rt->catching;
+        rt->catching = cl;
+    }
+    cl->catching = 1;
+    cl->catch_ws_resume = ws_resume;
+    cl->catch_complete = 1;
+    cl->catch_from = cl->catch_cursor = after;
+    cl->catch_count = 0;
+    cl->catch_blocked_until = 0;
+    cl->catch_id = id ? json_incref(id) : NULL;
+    if (after < cl->last_offset_sent) /* never send again what this connection already has */
+        cl->last_offset_sent = after;
+    pump_start(rt);
+}
+
+/* One slice of catch-up for cl. Returns 1 when it is still catching up. */
+static int catch_step(rta_rt *rt, client *cl, uint64_t now)
+{
+    if (cl->catch_blocked_until > now)
+        return 1;
+    rta_event *batch[CATCH_READ];
     int complete = 1;
-    uint64_t cursor = after;
-    while (total < rt->opts.replay_max_events) {
-        int c = 1;
-        size_t n = rta_event_log_read(rt->log, cursor, batch, 256, &c);
-        if (cursor == after)
-            complete = c;
-        if (n == 0)
-            break;
-        for (size_t i = 0; i < n && total < rt->opts.replay_max_events; i++) {
-            rta_event *e = batch[i];
-            cursor = e->offset;
-            if (!client_matches(cl, e))
-                continue;
+    size_t n = rta_event_log_read(rt->log, cl->catch_cursor, batch, CATCH_READ, &complete);
+    if (!complete)
+        cl->catch_complete = 0;
+    for (size_t i = 0; i < n; i++) {
+        rta_event *e = batch[i];
+        if (cl->catch_count >= rt->opts.replay_max_events) {
+            cl->catch_complete = 0; /* the rest is not replayed: the client is told */
+            cl->catch_cursor = rta_event_log_last_offset(rt->log);
+            cl->last_offset_sent = cl->catch_cursor;
+            return 0;
+        }
+        if (e->offset > cl->last_offset_sent && client_matches(cl, e)) {
             encoded enc;
             encode_event(e, cl->kind == CL_SIO, cl->kind == CL_WS, &enc);
             int rc = client_send(rt, cl, enc.sio_text, enc.sio_frame, enc.ws_frame);
             encoded_release(&enc);
-            if (rc != 0) {
-                complete = 0;
-                break;
+            if (rc != 0) { /* backlog full: try again shortly from this event */
+                cl->catch_blocked_until = now + CATCH_RETRY_MS;
+                return 1;
             }
             cl->last_offset_sent = e->offset;
-            total++;
+            cl->catch_count++;
         }
-        if (n < 256)
-            break;
+        cl->catch_cursor = e->offset;
     }
-    if (total >= rt->opts.replay_max_events)
-        complete = 0;
-    rt->stats.replayed += total;
-    *complete_out = complete;
-    *count_out = total;
+    return n == CATCH_READ; /* fewer than asked: this is the end of the log, caught up */
+}
+
+static void on_pump(uv_idle_t *h)
+{
+    rta_rt *rt = h->data;
+    /* per turn: at most PUMP_EVENTS events and a quarter of the backlog cap in frame bytes, so
+     * a client that reads never sees its backlog fill from one burst */
+    size_t budget = rt->opts.max_queued_bytes / 4, spent = 0;
+    for (int i = 0; i < PUMP_EVENTS && rt->qlen > 0 && spent < budget; i++) {
+        rta_event *e = rt->queue[rt->qhead];
+        rt->qhead = (rt->qhead + 1) % rt->qcap;
+        rt->qlen--;
+        spent += fan_out(rt, e);
+        rta_event_unref(e);
+    }
+    uint64_t now = uv_now(rt->loop);
+    int blocked_only = 1;
+    client *cl = rt->catching;
+    while (cl) {
+        client *next = cl->catch_next;
+        if (!catch_step(rt, cl, now))
+            catch_finish(rt, cl);
+        else if (cl->catch_blocked_until <= now)
+            blocked_only = 0;
+        cl = next;
+    }
+    if (rt->qlen == 0 && (rt->catching == NULL || blocked_only)) {
+        uv_idle_stop(&rt->pump);
+        rt->pump_on = 0;
+        if (rt->catching) /* every catching client waits for its backlog: poll gently */
+            uv_timer_start(&rt->pump_retry, pump_start_timer_cb, CATCH_RETRY_MS, 0);
+    }
+}
+
+static void pump_start(rta_rt *rt)
+{
+    if (!rt->pump_on && !rt->closed) {
+        rt->pump_on = 1;
+        uv_idle_start(&rt->pump, on_pump);
+    }
+}
+
+void rta_rt_on_event(void *ud, rta_event *e)
+{
+    rta_rt *rt = ud;
+    rt->stats.events_in++;
+    rt->last_event_offset = e->offset;
+    if (rt->closed)
+        return;
+    if (rt->qlen == rt->qcap) {
+        size_t cap = rt->qcap ? rt->qcap * 2 : 1024;
+        if (cap > RT_QUEUE_MAX) { /* far behind: deliver this one now rather than grow */
+            fan_out(rt, e);
+            return;
+        }
+        rta_event **q = rta_xmalloc(cap * sizeof *q);
+        for (size_t i = 0; i < rt->qlen; i++)
+            q[i] = rt->queue[(rt->qhead + i) % rt->qcap];
+        free(rt->queue);
+        rt->queue = q;
+        rt->qcap = cap;
+        rt->qhead = 0;
+    }
+    rt->queue[(rt->qhead + rt->qlen) % rt->qcap] = rta_event_ref(e);
+    rt->qlen++;
+    pump_start(rt);
 }
 
 /* ---------- Socket.IO namespace ---------- */
@@ -948,16 +1109,10 @@ static void sio_on_connected(void *ud, rta_sio_socket *s)
     if (cl == NULL || !cl->recovering)
         return;
     cl->recovering = 0;
-    int complete;
-    size_t count;
-    replay(rt, cl, cl->recover_from, &complete, &count);
-    json_t *info = json_pack("{s:b,s:I,s:I,s:I}", "complete", complete, "replayed",
-                             (json_int_t)count, "fromOffset", (json_int_t)cl->recover_from,
-                             "lastOffset", (json_int_t)rt->last_event_offset);
-    rta_sio_emit(s, "recovery", info);
-    json_decref(info);
-    rta_log(RTA_LOG_INFO, "realtime session recovered", "{s:s,s:I,s:b}", "key_id", cl->key_id,
-            "replayed", (json_int_t)count, "complete", complete);
+    /* replay what it missed from its last offset, then live ("recovery" tells when done) */
+    catch_start(rt, cl, cl->recover_from, 0, NULL);
+    rta_log(RTA_LOG_INFO, "realtime session recovered", "{s:s,s:I}", "key_id", cl->key_id,
+            "from_offset", (json_int_t)cl->recover_from);
 }
 
 static void sio_reply(rta_sio_socket *s, int64_t ack_id, json_t *reply, const char *event)
@@ -985,7 +1140,7 @@ static void sio_on_event(void *ud, rta_sio_socket *s, const char *event, json_t 
     if (!client_take_message(rt, cl)) {
         reply = json_pack("{s:b,s:o}", "ok", 0, "error",
                           error_obj("rate_limited", "too many messages for this key's tier",
-                                    NULL, "messages_per_minute"));
+                                    "event", "messages_per_minute"));
     } else if (strcmp(event, "subscribe") == 0) {
         reply = do_subscribe(rt, cl, json_array_get(args, 0), 1);
     } else if (strcmp(event, "unsubscribe") == 0) {
@@ -1053,13 +1208,19 @@ static void ws_on_message(rta_ws *ws, int opcode, const char *data, size_t len)
 {
     client *cl = rta_ws_get_data(ws);
     rta_rt *rt = cl->rt;
+    rta_counter_add(rta_metrics_counter(rt->m_bytes, "direction=\"in\""), (double)len);
     json_t *reply = NULL;
     const char *type = "error";
     json_t *msg = NULL, *id = NULL;
+    if (opcode == RTA_WS_OP_TEXT) { /* parsed first, so every answer can echo its id */
+        json_error_t jerr0;
+        msg = json_loadb(data, len, JSON_REJECT_DUPLICATES, &jerr0);
+        id = json_object_get(msg, "id");
+    }
     if (!client_take_message(rt, cl)) {
         reply = json_pack("{s:b,s:o}", "ok", 0, "error",
                           error_obj("rate_limited", "too many messages for this key's tier",
-                                    NULL, "messages_per_minute"));
+                                    "op", "messages_per_minute"));
         goto answer;
     }
     if (opcode != RTA_WS_OP_TEXT) {
@@ -1068,16 +1229,16 @@ static void ws_on_message(rta_ws *ws, int opcode, const char *data, size_t len)
                                     "text"));
         goto answer;
     }
-    json_error_t jerr;
-    msg = json_loadb(data, len, JSON_REJECT_DUPLICATES, &jerr);
     if (!json_is_object(msg)) {
+        json_error_t jerr;
+        json_t *again = msg ? NULL : json_loadb(data, len, JSON_REJECT_DUPLICATES, &jerr);
+        json_decref(again);
         reply = json_pack("{s:b,s:o}", "ok", 0, "error",
                           error_obj("invalid_message",
                                     msg ? "a message must be a JSON object" : jerr.text, "$",
                                     "json"));
         goto answer;
     }
-    id = json_object_get(msg, "id");
     json_t *op = json_object_get(msg, "op");
     const char *ops = json_string_value(op);
     if (ops == NULL) {
@@ -1096,13 +1257,10 @@ static void ws_on_message(rta_ws *ws, int opcode, const char *data, size_t len)
                               error_obj("invalid_message", "offset must be a non-negative integer",
                                         "offset", "type"));
         } else {
-            int complete;
-            size_t count;
-            replay(rt, cl, (uint64_t)json_integer_value(off), &complete, &count);
-            type = "resumed";
-            reply = json_pack("{s:b,s:b,s:I,s:I,s:I}", "ok", 1, "complete", complete, "replayed",
-                              (json_int_t)count, "fromOffset", json_integer_value(off),
-                              "lastOffset", (json_int_t)rt->last_event_offset);
+            /* the events follow, then {"type":"resumed",...} once caught up */
+            catch_start(rt, cl, (uint64_t)json_integer_value(off), 1, id);
+            json_decref(msg);
+            return;
         }
     } else if (strcmp(ops, "ping") == 0) {
         type = "pong";
@@ -1217,6 +1375,10 @@ rta_rt *rta_rt_new(uv_loop_t *loop, const rta_rt_options *opts, rta_keyring *key
     rt->keys = keys;
     rt->log = log;
     rt->store = store;
+    uv_idle_init(loop, &rt->pump);
+    rt->pump.data = rt;
+    uv_timer_init(loop, &rt->pump_retry);
+    rt->pump_retry.data = rt;
     rta_sio_options so;
     rta_sio_options_default(&so);
     so.cors_origins = cors_origins;
@@ -1238,6 +1400,7 @@ rta_rt *rta_rt_new(uv_loop_t *loop, const rta_rt_options *opts, rta_keyring *key
                                             "Slow-consumer actions, by action");
     rt->m_auth = rta_metrics_counter_family("rta_realtime_auth_failures_total",
                                             "Refused realtime connections, by reason");
+    rt->c_bytes_out = rta_metrics_counter(rt->m_bytes, "direction=\"out\"");
     rt->m_deliveries = rta_metrics_counter_family("rta_realtime_deliveries_total",
                                                   "Events written to realtime clients");
     rt->m_lag = rta_metrics_histogram(
@@ -1249,6 +1412,20 @@ rta_rt *rta_rt_new(uv_loop_t *loop, const rta_rt_options *opts, rta_keyring *key
 
 void rta_rt_shutdown(rta_rt *rt)
 {
+    /* events still queued go out now: the clients are told to leave right after */
+    while (rt->qlen > 0) {
+        rta_event *e = rt->queue[rt->qhead];
+        rt->qhead = (rt->qhead + 1) % rt->qcap;
+        rt->qlen--;
+        fan_out(rt, e);
+        rta_event_unref(e);
+    }
+    rt->closed = 1;
+    uv_idle_stop(&rt->pump);
+    if (!uv_is_closing((uv_handle_t *)&rt->pump)) {
+        uv_close((uv_handle_t *)&rt->pump, NULL);
+        uv_close((uv_handle_t *)&rt->pump_retry, NULL);
+    }
     rta_sio_server_shutdown(rt->sio);
     client *cl = rt->clients;
     while (cl) {
@@ -1264,6 +1441,9 @@ void rta_rt_free(rta_rt *rt)
     if (rt == NULL)
         return;
     rta_sio_server_free(rt->sio);
+    for (size_t i = 0; i < rt->qlen; i++)
+        rta_event_unref(rt->queue[(rt->qhead + i) % rt->qcap]);
+    free(rt->queue);
     saved_session *ss, *tmp;
     HASH_ITER(hh, rt->saved, ss, tmp)
     {
@@ -1308,6 +1488,11 @@ void rta_rt_notify_user(rta_rt *rt, const char *user_id, const char *event, json
             json_decref(o);
         }
     }
+}
+
+const rta_sio_stats *rta_rt_sio_stats(const rta_rt *rt)
+{
+    return rta_sio_server_stats(rt->sio);
 }
 
 size_t rta_rt_open_sessions(const rta_rt *rt)
