@@ -311,14 +311,14 @@ typedef struct {
 static int have_frame(const client *cl)
 {
     int fin, op;
-    size_t plen, poff;
+    size_t plen = 0, poff = 0;
     return parse_frame(cl, &fin, &op, &plen, &poff) > 0;
 }
 
 static void client_read_frame(client *cl, frame *f)
 {
     WAIT_UNTIL(cl, have_frame(cl) || cl->eof);
-    size_t poff;
+    size_t poff = 0;
     size_t n = parse_frame(cl, &f->fin, &f->op, &f->len, &poff);
     assert_true(n > 0);
     assert_true(f->len < sizeof f->data);
