@@ -13,8 +13,8 @@
 #include "rta/util.h"
 #include "rta/ws.h"
 
-static const char *protocols[] = {"uniswap-v3", "aave-v3", "lido", "curve-dex", "makerdao",
-                                  "eigenlayer", "pendle", "morpho-blue"};
+static const char *protocols[] = {"uniswap-v3", "aave-v3",    "lido",   "curve-dex",
+                                  "makerdao",   "eigenlayer", "pendle", "morpho-blue"};
 static const char *chains[] = {"ethereum", "arbitrum", "base", "optimism", "polygon", "bsc"};
 
 int main(int argc, char **argv)
@@ -33,13 +33,14 @@ int main(int argc, char **argv)
         char uuid[40];
         rta_uuid_v7(uuid);
         char msg[1024];
-        int len = snprintf(msg, sizeof msg,
-                           "{\"type\":\"tvl_change\",\"data\":{\"protocol\":\"%s\",\"chain\":\"%s\","
-                           "\"previousTvl\":%.17g,\"currentTvl\":%.17g,\"changePercent\":%.17g,"
-                           "\"timestamp\":\"2025-11-27T15:%02d:%02d.%03dZ\",\"eventId\":\"%s\","
-                           "\"offset\":%d,\"source\":\"ingest\"}}",
-                           protocols[seed % 8], chains[(seed >> 4) % 6], prev, cur,
-                           (cur - prev) / prev, i / 60 % 60, i % 60, i % 1000, uuid, 100000 + i);
+        int len =
+            snprintf(msg, sizeof msg,
+                     "{\"type\":\"tvl_change\",\"data\":{\"protocol\":\"%s\",\"chain\":\"%s\","
+                     "\"previousTvl\":%.17g,\"currentTvl\":%.17g,\"changePercent\":%.17g,"
+                     "\"timestamp\":\"2025-11-27T15:%02d:%02d.%03dZ\",\"eventId\":\"%s\","
+                     "\"offset\":%d,\"source\":\"ingest\"}}",
+                     protocols[seed % 8], chains[(seed >> 4) % 6], prev, cur, (cur - prev) / prev,
+                     i / 60 % 60, i % 60, i % 1000, uuid, 100000 + i);
         rta_rbuf *p = rta_ws_frame(RTA_WS_OP_TEXT, msg, (size_t)len);
         rta_rbuf *d = rta_ws_frame_deflated(RTA_WS_OP_TEXT, msg, (size_t)len);
         payload_total += (size_t)len;

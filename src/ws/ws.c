@@ -45,6 +45,7 @@
 #include "rta/log.h"
 #include "rta/util.h"
 #include "rta/ws.h"
+#include "ws/ws_internal.h"
 
 #define WS_MAGIC 0x77736f6bu /* "wsok" */
 #define WS_MAX_HEADER_JOIN 8192
@@ -228,10 +229,7 @@ static void ws_free(rta_ws *ws)
     drop_pending(ws);
     free(ws->pending);
     free(ws->held);
-    if (ws->inf) {
-        inflateEnd(ws->inf);
-        free(ws->inf);
-    }
+    rta_ws__inflate_free(ws->inf);
     wslay_event_context_free(ws->ctx);
     ws_loop *wl = ws->wl;
     ws->magic = 0;
@@ -378,8 +376,7 @@ static void wslay_frame_start_cb(wslay_event_context_ptr ctx,
         rta_conn_set_timeout(ws->conn, ws->opts.idle_timeout_ms);
 }
 
-/* Strict UTF-8 (RFC 3629: no overlongs, no surrogates, at most U+10FFFF). */
-static int utf8_valid(const unsigned char *s, size_t n)
+int rta_ws__utf8_valid(const unsigned char *s, size_t n)
 {
     size_t i = 0;
     while (i < n) {
@@ -418,28 +415,33 @@ static int utf8_valid(const unsigned char *s, size_t n)
     return 1;
 }
 
-/* Inflates one compressed message (RFC 7692 section 7.2.2: append 00 00 ff ff, inflate).
- * Output is capped at max_message_bytes: inflating stops one byte past it. Returns 0 and a
- * malloc'd *out (free it), or the close code: 1009 too big, 1007 corrupt, 1011 no memory. */
-static int inflate_message(rta_ws *ws, const uint8_t *in, size_t len, char **out, size_t *olen)
+void rta_ws__inflate_free(z_stream *z)
+{
+    if (z) {
+        inflateEnd(z);
+        free(z);
+    }
+}
+
+int rta_ws__inflate(z_stream **zp, int window_bits, int no_context_takeover, size_t max,
+                    const uint8_t *in, size_t len, char **out, size_t *olen)
 {
     static const uint8_t tail[4] = {0x00, 0x00, 0xff, 0xff};
-    size_t max = ws->opts.max_message_bytes;
     *out = NULL;
     *olen = 0;
-    if (ws->inf == NULL) {
+    if (*zp == NULL) {
         /* zlib cannot deflate with an 8-bit window and uses 9: inflate with at least 9 */
-        int bits = ws->dp.client_max_window_bits < 9 ? 9 : ws->dp.client_max_window_bits;
-        ws->inf = rta_xcalloc(1, sizeof *ws->inf);
-        if (inflateInit2(ws->inf, -bits) != Z_OK) {
-            free(ws->inf);
-            ws->inf = NULL;
+        int bits = window_bits < 9 ? 9 : window_bits > 15 ? 15 : window_bits;
+        *zp = rta_xcalloc(1, sizeof **zp);
+        if (inflateInit2(*zp, -bits) != Z_OK) {
+            free(*zp);
+            *zp = NULL;
             return 1011;
         }
-    } else if (ws->dp.client_no_context_takeover) {
-        inflateReset(ws->inf);
+    } else if (no_context_takeover) {
+        inflateReset(*zp);
     }
-    z_stream *z = ws->inf;
+    z_stream *z = *zp;
     size_t cap = len * 4 + 64;
     if (cap > max + 1)
         cap = max + 1;
@@ -469,7 +471,7 @@ static int inflate_message(rta_ws *ws, const uint8_t *in, size_t len, char **out
         if (rc == Z_STREAM_END) {
             /* the client ended the deflate stream (BFINAL): a later message starts a new
              * one, with the window kept when the client uses context takeover */
-            if (!ws->dp.client_no_context_takeover) {
+            if (!no_context_takeover) {
                 Bytef *dict = rta_xmalloc(32768);
                 uInt dlen = 32768;
                 inflateGetDictionary(z, dict, &dlen);
@@ -538,8 +540,10 @@ static void wslay_msg_cb(wslay_event_context_ptr ctx, const struct wslay_event_o
     }
     char *msg;
     size_t len;
-    int code = inflate_message(ws, arg->msg, arg->msg_length, &msg, &len);
-    if (code == 0 && op == RTA_WS_OP_TEXT && !utf8_valid((const unsigned char *)msg, len))
+    int code =
+        rta_ws__inflate(&ws->inf, ws->dp.client_max_window_bits, ws->dp.client_no_context_takeover,
+                        ws->opts.max_message_bytes, arg->msg, arg->msg_length, &msg, &len);
+    if (code == 0 && op == RTA_WS_OP_TEXT && !rta_ws__utf8_valid((const unsigned char *)msg, len))
         code = 1007;
     if (code) {
         free(msg);

@@ -945,8 +945,9 @@ static void send_compressed(client *cl, zc *c, int op, const void *msg, size_t l
 
 static void fill_text(char *buf, size_t len, unsigned seed)
 {
-    static const char *words[] = {"uniswap", "ethereum", "tvl_change", "aave", "arbitrum",
-                                  "previousTvl", "currentTvl", "changePercent", "1234.5678"};
+    static const char *words[] = {"uniswap",    "ethereum",      "tvl_change",
+                                  "aave",       "arbitrum",      "previousTvl",
+                                  "currentTvl", "changePercent", "1234.5678"};
     size_t i = 0;
     while (i < len) {
         seed = seed * 1103515245u + 12345u;
@@ -968,8 +969,8 @@ static void test_deflate_negotiation(void **state)
     H.opts.permessage_deflate = 1;
     client *a = ws_connect_ext("x-webkit-deflate-frame, permessage-deflate; client_max_window_bits",
                                resp, sizeof resp);
-    assert_non_null(
-        strstr(resp, "\r\nSec-WebSocket-Extensions: permessage-deflate; server_no_context_takeover\r\n"));
+    assert_non_null(strstr(
+        resp, "\r\nSec-WebSocket-Extensions: permessage-deflate; server_no_context_takeover\r\n"));
     assert_int_equal(rta_ws_deflate_enabled(H.ws[1]), 1);
 
     client *b = ws_connect_ext(NULL, resp, sizeof resp);
@@ -1119,8 +1120,7 @@ static void test_deflate_shared_frame(void **state)
         assert_int_equal(cl[i]->len, def->len);
         assert_memory_equal(cl[i]->buf, def->data, def->len); /* identical bytes */
         char out[4000];
-        assert_int_equal(inflate_fresh(cl[i]->buf + 4, def->len - 4, out, sizeof out),
-                         sizeof msg);
+        assert_int_equal(inflate_fresh(cl[i]->buf + 4, def->len - 4, out, sizeof out), sizeof msg);
         assert_memory_equal(out, msg, sizeof msg);
     }
     frame *f = malloc(sizeof *f);
