@@ -81,7 +81,8 @@ rta_conn *rta_ws_conn(const rta_ws *ws);
 
 /* A complete server frame (FIN set, unmasked) holding payload. refcnt 1. */
 rta_rbuf *rta_ws_frame(int opcode, const void *payload, size_t len);
-/* Queues a prebuilt frame (takes a reference). RTA_WS_OK, RTA_WS_FULL (not queued) or
+/* Queues a prebuilt frame as is (takes a reference): a plain frame, or a compressed one only
+ * on a ws where rta_ws_deflate_enabled(). RTA_WS_OK, RTA_WS_FULL (not queued) or
  * RTA_WS_CLOSED. */
 int rta_ws_send_frame(rta_ws *ws, rta_rbuf *frame);
 /* The same message compressed (RFC 7692: raw deflate, sync-flush tail removed, RSV1 set; no
