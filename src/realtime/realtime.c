@@ -467,18 +467,32 @@ static json_t *do_unsubscribe(rta_rt *rt, client *cl, json_t *payload)
 
 static void client_close_slow(rta_rt *rt, client *cl);
 
+/* An event encoded once for every recipient. The compressed plain-WS frame is built on first
+ * use, i.e. only when a recipient negotiated permessage-deflate. */
+typedef struct encoded {
+    rta_rbuf *sio_text, *sio_frame, *ws_frame;
+    rta_dbuf ws_text;     /* what ws_frame holds, kept for compressing */
+    rta_rbuf *ws_deflated; /* NULL: not built yet, or compression did not help */
+    int deflate_tried;
+} encoded;
+
 /* Queues shared buffers on a client. Returns 0, or -1 when its backlog is full. */
-static int client_send(rta_rt *rt, client *cl, rta_rbuf *sio_text, rta_rbuf *sio_frame,
-                       rta_rbuf *ws_frame)
+static int client_send(rta_rt *rt, client *cl, encoded *x)
 {
     int rc;
     size_t bytes;
     if (cl->kind == CL_WS) {
-        rc = rta_ws_send_frame(cl->ws, ws_frame);
-        bytes = ws_frame->len;
+        if (!x->deflate_tried && rta_ws_deflate_enabled(cl->ws)) {
+            x->deflate_tried = 1;
+            x->ws_deflated = rta_ws_frame_deflated(RTA_WS_OP_TEXT, x->ws_text.data, x->ws_text.len);
+        }
+        /* what was queued (the plain or the compressed frame) is what goes on the wire */
+        size_t before = rta_ws_queued_bytes(cl->ws);
+        rc = rta_ws_send_frames(cl->ws, x->ws_frame, x->ws_deflated);
+        bytes = rta_ws_queued_bytes(cl->ws) - before;
     } else {
-        rc = rta_sio_send_packet(cl->sio, sio_text, sio_frame);
-        bytes = sio_text->len;
+        rc = rta_sio_send_packet(cl->sio, x->sio_text, x->sio_frame);
+        bytes = x->sio_text->len;
     }
     if (rc == 0) {
         rt->stats.bytes_out += bytes;
@@ -522,10 +536,6 @@ static json_t *event_payload(const rta_event *e, const char **name)
     return o;
 }
 
-typedef struct encoded {
-    rta_rbuf *sio_text, *sio_frame, *ws_frame;
-} encoded;
-
 static void encode_event(const rta_event *e, int want_sio, int want_ws, encoded *out)
 {
     const char *name;
@@ -540,13 +550,12 @@ static void encode_event(const rta_event *e, int want_sio, int want_ws, encoded 
         out->sio_frame = rta_ws_frame(RTA_WS_OP_TEXT, out->sio_text->data, out->sio_text->len);
     }
     if (want_ws) {
-        rta_dbuf b;
-        rta_dbuf_init(&b, len + 64);
-        rta_dbuf_printf(&b, "{\"type\":\"%s\",\"data\":", name);
-        rta_dbuf_append(&b, text, len);
-        rta_dbuf_puts(&b, "}");
-        out->ws_frame = rta_ws_frame(RTA_WS_OP_TEXT, b.data, b.len);
-        rta_dbuf_free(&b);
+        rta_dbuf *b = &out->ws_text;
+        rta_dbuf_init(b, len + 64);
+        rta_dbuf_printf(b, "{\"type\":\"%s\",\"data\":", name);
+        rta_dbuf_append(b, text, len);
+        rta_dbuf_puts(b, "}");
+        out->ws_frame = rta_ws_frame(RTA_WS_OP_TEXT, b->data, b->len);
     }
     free(text);
     json_decref(p);
@@ -560,6 +569,9 @@ static void encoded_release(encoded *x)
         rta_rbuf_unref(x->sio_frame);
     if (x->ws_frame)
         rta_rbuf_unref(x->ws_frame);
+    if (x->ws_deflated)
+        rta_rbuf_unref(x->ws_deflated);
+    rta_dbuf_free(&x->ws_text);
 }
 
 static int sub_matches(const sub *s, const rta_event *e)
@@ -682,7 +694,7 @@ static size_t fan_out(rta_rt *rt, rta_event *e)
             continue;
         if (cl->lag_to && client_backlog(cl) < rt->opts.max_queued_bytes / 2)
             lagged_notice(rt, cl); /* it caught up: say what it missed, then go on */
-        if (client_send(rt, cl, enc.sio_text, enc.sio_frame, enc.ws_frame) == 0) {
+        if (client_send(rt, cl, &enc) == 0) {
             delivered++;
             continue;
         }
@@ -905,7 +917,7 @@ static int catch_step(rta_rt *rt, client *cl, uint64_t now)
         if (e->offset > cl->last_offset_sent && client_matches(cl, e)) {
             encoded enc;
             encode_event(e, cl->kind == CL_SIO, cl->kind == CL_WS, &enc);
-            int rc = client_send(rt, cl, enc.sio_text, enc.sio_frame, enc.ws_frame);
+            int rc = client_send(rt, cl, &enc);
             encoded_release(&enc);
             if (rc != 0) { /* backlog full: try again shortly from this event */
                 cl->catch_blocked_until = now + CATCH_RETRY_MS;
@@ -1337,6 +1349,7 @@ static int handle_ws_upgrade(rta_rt *rt, rta_http_req *req, rta_conn *conn, cons
     o.idle_timeout_ms = rt->opts.ws_idle_timeout_ms;
     o.max_message_bytes = 65536;
     o.max_frame_bytes = 65536;
+    o.permessage_deflate = rt->opts.permessage_deflate;
     client *cl = client_new(rt, CL_WS, key, req->remote_ip);
     rta_ws *ws = rta_ws_accept(req, conn, leftover, len, &o, &ws_handler, cl);
     if (ws == NULL) {

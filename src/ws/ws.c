@@ -16,6 +16,15 @@
  * that keeps the poll phase from blocking while something is pending) flushes every listed ws
  * with one rta_conn_writev per loop turn.
  *
+ * permessage-deflate (when opts.permessage_deflate and the client offered it): the answer
+ * always carries server_no_context_takeover, so rta_ws_frame_deflated() compresses each message
+ * with a fresh raw deflate stream (one per thread, reset per message) and the result is valid
+ * for every ws; rta_ws_send_frames() picks it or the plain frame. wslay is told RSV1 is allowed
+ * (it then rejects RSV1 on control and continuation frames with 1002 and skips its UTF-8 check
+ * for compressed text); wslay_msg_cb inflates messages with RSV1 through one z_stream per ws
+ * (kept across messages when the client uses context takeover), stops at max_message_bytes of
+ * output (1009) and validates UTF-8 of text itself (1007).
+ *
  * Lifetime: the ws is freed after its handler's on_close returned, which happens inside the
  * conn's proto on_close. Callbacks into the handler (on_message) run inside wslay_event_recv,
  * so a close or abort asked for there is deferred until wslay has returned (busy counter).
@@ -25,6 +34,7 @@
 #include <string.h>
 #include <strings.h>
 #include <wslay/wslay.h>
+#include <zlib.h>
 
 /* ws_handshake.h and ws.h both name an RTA_WS_OK enumerator (same value 0): keep the
  * handshake one under another name in this file. */
@@ -35,6 +45,7 @@
 #include "rta/log.h"
 #include "rta/util.h"
 #include "rta/ws.h"
+#include "ws/ws_internal.h"
 
 #define WS_MAGIC 0x77736f6bu /* "wsok" */
 #define WS_MAX_HEADER_JOIN 8192
@@ -67,6 +78,10 @@ struct rta_ws {
     unsigned failed : 1; /* protocol error: deliver nothing more */
     unsigned closed_notified : 1;
     unsigned dead : 1; /* conn gone while busy: free when busy drops to 0 */
+    /* permessage-deflate */
+    unsigned deflate : 1; /* negotiated */
+    rta_ws_deflate_params dp;
+    z_stream *inf; /* created on the first compressed message */
     int busy;
     int close_code; /* for on_close: sent or received, 1006 until known */
     char close_reason[64];
@@ -214,6 +229,7 @@ static void ws_free(rta_ws *ws)
     drop_pending(ws);
     free(ws->pending);
     free(ws->held);
+    rta_ws__inflate_free(ws->inf);
     wslay_event_context_free(ws->ctx);
     ws_loop *wl = ws->wl;
     ws->magic = 0;
@@ -360,6 +376,141 @@ static void wslay_frame_start_cb(wslay_event_context_ptr ctx,
         rta_conn_set_timeout(ws->conn, ws->opts.idle_timeout_ms);
 }
 
+int rta_ws__utf8_valid(const unsigned char *s, size_t n)
+{
+    size_t i = 0;
+    while (i < n) {
+        unsigned c = s[i];
+        if (c < 0x80) {
+            i++;
+            continue;
+        }
+        size_t need;
+        unsigned lo = 0x80, hi = 0xbf;
+        if (c >= 0xc2 && c <= 0xdf)
+            need = 1;
+        else if (c >= 0xe0 && c <= 0xef) {
+            need = 2;
+            if (c == 0xe0)
+                lo = 0xa0;
+            else if (c == 0xed)
+                hi = 0x9f;
+        } else if (c >= 0xf0 && c <= 0xf4) {
+            need = 3;
+            if (c == 0xf0)
+                lo = 0x90;
+            else if (c == 0xf4)
+                hi = 0x8f;
+        } else
+            return 0;
+        if (n - i <= need)
+            return 0;
+        if (s[i + 1] < lo || s[i + 1] > hi)
+            return 0;
+        for (size_t k = 2; k <= need; k++)
+            if ((s[i + k] & 0xc0) != 0x80)
+                return 0;
+        i += need + 1;
+    }
+    return 1;
+}
+
+void rta_ws__inflate_free(z_stream *z)
+{
+    if (z) {
+        inflateEnd(z);
+        free(z);
+    }
+}
+
+int rta_ws__inflate(z_stream **zp, int window_bits, int no_context_takeover, size_t max,
+                    const uint8_t *in, size_t len, char **out, size_t *olen)
+{
+    static const uint8_t tail[4] = {0x00, 0x00, 0xff, 0xff};
+    *out = NULL;
+    *olen = 0;
+    if (*zp == NULL) {
+        /* zlib cannot deflate with an 8-bit window and uses 9: inflate with at least 9 */
+        int bits = window_bits < 9 ? 9 : window_bits > 15 ? 15 : window_bits;
+        *zp = rta_xcalloc(1, sizeof **zp);
+        if (inflateInit2(*zp, -bits) != Z_OK) {
+            free(*zp);
+            *zp = NULL;
+            return 1011;
+        }
+    } else if (no_context_takeover) {
+        inflateReset(*zp);
+    }
+    z_stream *z = *zp;
+    size_t cap = len * 4 + 64;
+    if (cap > max + 1)
+        cap = max + 1;
+    char *buf = rta_xmalloc(cap);
+    size_t used = 0;
+    int phase = 0, code = 0;
+    z->next_in = (Bytef *)(uintptr_t)in;
+    z->avail_in = (uInt)len;
+    for (;;) {
+        if (z->avail_in == 0 && phase == 0) {
+            phase = 1;
+            z->next_in = (Bytef *)(uintptr_t)tail;
+            z->avail_in = sizeof tail;
+        }
+        if (used == cap) {
+            cap = cap * 2 > max + 1 ? max + 1 : cap * 2;
+            buf = rta_xrealloc(buf, cap);
+        }
+        z->next_out = (Bytef *)buf + used;
+        z->avail_out = (uInt)(cap - used);
+        int rc = inflate(z, Z_SYNC_FLUSH);
+        used = cap - z->avail_out;
+        if (used > max) {
+            code = 1009; /* never inflate more than the cap (zip bombs) */
+            break;
+        }
+        if (rc == Z_STREAM_END) {
+            /* the client ended the deflate stream (BFINAL): a later message starts a new
+             * one, with the window kept when the client uses context takeover */
+            if (!no_context_takeover) {
+                Bytef *dict = rta_xmalloc(32768);
+                uInt dlen = 32768;
+                inflateGetDictionary(z, dict, &dlen);
+                inflateReset(z);
+                inflateSetDictionary(z, dict, dlen);
+                free(dict);
+            } else {
+                inflateReset(z);
+            }
+            break;
+        }
+        if (rc == Z_MEM_ERROR) {
+            code = 1011;
+            break;
+        }
+        if (rc != Z_OK && rc != Z_BUF_ERROR) {
+            code = 1007;
+            break;
+        }
+        if (z->avail_in == 0 && phase == 1 && z->avail_out > 0)
+            break; /* all input used, all output flushed */
+        if (rc == Z_BUF_ERROR && z->avail_in > 0 && z->avail_out > 0) {
+            code = 1007;
+            break;
+        }
+    }
+    z->next_in = NULL;
+    z->next_out = NULL;
+    if (code) {
+        free(buf); /* the connection is failed: the stream is not used again */
+        return code;
+    }
+    *out = buf;
+    *olen = used;
+    return 0;
+}
+
+static void fail_with(rta_ws *ws, int code, const char *reason);
+
 static void wslay_msg_cb(wslay_event_context_ptr ctx, const struct wslay_event_on_msg_recv_arg *arg,
                          void *user_data)
 {
@@ -371,12 +522,40 @@ static void wslay_msg_cb(wslay_event_context_ptr ctx, const struct wslay_event_o
     if ((arg->opcode == WSLAY_PING || arg->opcode == WSLAY_CONNECTION_CLOSE) &&
         wslay_event_want_write(ctx))
         wslay_event_send(ctx);
-    if (arg->opcode == WSLAY_TEXT_FRAME || arg->opcode == WSLAY_BINARY_FRAME) {
+    if (arg->opcode != WSLAY_TEXT_FRAME && arg->opcode != WSLAY_BINARY_FRAME)
+        return;
+    int op = arg->opcode == WSLAY_TEXT_FRAME ? RTA_WS_OP_TEXT : RTA_WS_OP_BINARY;
+    if (!wslay_get_rsv1(arg->rsv)) {
+        if (arg->msg_length > ws->opts.max_message_bytes) { /* wslay's cap has slack */
+            fail_with(ws, 1009, "message too big");
+            return;
+        }
         if (ws->h.on_message)
-            ws->h.on_message(ws,
-                             arg->opcode == WSLAY_TEXT_FRAME ? RTA_WS_OP_TEXT : RTA_WS_OP_BINARY,
-                             (const char *)arg->msg, arg->msg_length);
+            ws->h.on_message(ws, op, (const char *)arg->msg, arg->msg_length);
+        return;
     }
+    if (!ws->deflate) { /* wslay only lets RSV1 through when we allowed it */
+        fail_with(ws, 1002, "protocol error");
+        return;
+    }
+    char *msg;
+    size_t len;
+    int code =
+        rta_ws__inflate(&ws->inf, ws->dp.client_max_window_bits, ws->dp.client_no_context_takeover,
+                        ws->opts.max_message_bytes, arg->msg, arg->msg_length, &msg, &len);
+    if (code == 0 && op == RTA_WS_OP_TEXT && !rta_ws__utf8_valid((const unsigned char *)msg, len))
+        code = 1007;
+    if (code) {
+        free(msg);
+        fail_with(ws, code,
+                  code == 1009   ? "message too big"
+                  : code == 1007 ? "invalid compressed data or UTF-8"
+                                 : "out of memory");
+        return;
+    }
+    if (ws->h.on_message)
+        ws->h.on_message(ws, op, msg, len);
+    free(msg);
 }
 
 /* Fails the connection with our own close frame (wslay's context is not usable any more). */
@@ -640,14 +819,39 @@ rta_ws *rta_ws_accept(rta_http_req *req, rta_conn *conn, const char *leftover, s
         return NULL;
     }
 
+    rta_ws_deflate_params dp;
+    char ext[RTA_WS_EXT_RESPONSE_MAX] = "";
+    int deflate = 0;
+    if (opts->permessage_deflate) {
+        /* the server never keeps a compression context (so broadcasts compress once); it
+         * reads with the client's context takeover and any window the client uses */
+        rta_ws_deflate_config dc;
+        rta_ws_deflate_config_default(&dc);
+        dc.server_no_context_takeover = true;
+        hdr_lookup lx = {.req = req};
+        size_t xlen = 0;
+        const char *xv = lookup_header(&lx, "Sec-WebSocket-Extensions", &xlen);
+        deflate = rta_ws_deflate_negotiate(xv, xv ? xlen : 0, &dc, &dp, ext);
+        for (size_t i = 0; i < lx.njoined; i++)
+            rta_dbuf_free(&lx.joined[i]);
+        if (deflate < 0) {
+            rta_log(RTA_LOG_INFO, "websocket handshake refused", "{s:s,s:s}", "remote_ip",
+                    conn->remote_ip, "error", rta_ws_handshake_strerror(deflate));
+            rta_http_send_error(req, 400, error_code_for(deflate),
+                                rta_ws_handshake_strerror(deflate),
+                                json_pack("{s:s}", "header", "Sec-WebSocket-Extensions"));
+            return NULL;
+        }
+    }
+
     rta_dbuf out;
     rta_dbuf_init(&out, 4096);
     rta_dbuf_printf(&out,
                     "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
                     "Connection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n",
                     accept);
-    /* permessage-deflate is never accepted: compression is not implemented (docs/modules/
-     * ws.md), so no Sec-WebSocket-Extensions answer, whatever opts->permessage_deflate says. */
+    if (deflate == 1)
+        rta_dbuf_printf(&out, "Sec-WebSocket-Extensions: %s\r\n", ext);
     const char *offered = rta_http_header_get(req, "Sec-WebSocket-Protocol");
     if (opts->subprotocol && offered && list_has_token(offered, opts->subprotocol))
         rta_dbuf_printf(&out, "Sec-WebSocket-Protocol: %s\r\n", opts->subprotocol);
@@ -681,7 +885,17 @@ rta_ws *rta_ws_accept(rta_http_req *req, rta_conn *conn, const char *leftover, s
         rta_log(RTA_LOG_ERROR, "out of memory", NULL);
         abort(); /* as rta_xmalloc does */
     }
-    wslay_event_config_set_max_recv_msg_length(ws->ctx, ws->opts.max_message_bytes);
+    if (deflate == 1) {
+        ws->deflate = 1;
+        ws->dp = dp;
+        wslay_event_config_set_allowed_rsv_bits(ws->ctx, WSLAY_RSV1_BIT);
+        /* wslay caps the compressed size; the inflated size is checked in wslay_msg_cb.
+         * Leave room for deflate's worst-case growth of incompressible data. */
+        size_t m = ws->opts.max_message_bytes;
+        wslay_event_config_set_max_recv_msg_length(ws->ctx, m + m / 1024 + 64);
+    } else {
+        wslay_event_config_set_max_recv_msg_length(ws->ctx, ws->opts.max_message_bytes);
+    }
     ws->wl = loop_acquire(conn->tcp.loop);
 
     rta_conn_set_proto(conn, &ws_proto, ws);
@@ -715,11 +929,12 @@ rta_conn *rta_ws_conn(const rta_ws *ws)
     return ws->conn;
 }
 
-rta_rbuf *rta_ws_frame(int opcode, const void *payload, size_t len)
+/* A server frame: FIN, RSV1 when rsv1, no mask. */
+static rta_rbuf *frame_build(int opcode, int rsv1, const void *payload, size_t len)
 {
     unsigned char hdr[10];
     size_t hlen;
-    hdr[0] = (unsigned char)(0x80 | (opcode & 0x0f));
+    hdr[0] = (unsigned char)(0x80 | (rsv1 ? 0x40 : 0) | (opcode & 0x0f));
     if (len < 126) {
         hdr[1] = (unsigned char)len;
         hlen = 2;
@@ -739,6 +954,72 @@ rta_rbuf *rta_ws_frame(int opcode, const void *payload, size_t len)
     if (len)
         memcpy(b->data + hlen, payload, len);
     return b;
+}
+
+rta_rbuf *rta_ws_frame(int opcode, const void *payload, size_t len)
+{
+    return frame_build(opcode, 0, payload, len);
+}
+
+/* One raw deflate stream per thread, reset for each message (rbufs and ws live on one loop
+ * thread, but several loops may compress at once). Freed when the thread exits. */
+static pthread_key_t deflater_key;
+static pthread_once_t deflater_once = PTHREAD_ONCE_INIT;
+
+static void deflater_free(void *p)
+{
+    deflateEnd(p);
+    free(p);
+}
+
+static void deflater_key_init(void)
+{
+    if (pthread_key_create(&deflater_key, deflater_free) != 0)
+        abort();
+}
+
+static z_stream *deflater_get(void)
+{
+    pthread_once(&deflater_once, deflater_key_init);
+    z_stream *z = pthread_getspecific(deflater_key);
+    if (z) {
+        deflateReset(z);
+        return z;
+    }
+    z = rta_xcalloc(1, sizeof *z);
+    /* 15-bit window; memLevel 8 (zlib's default) */
+    if (deflateInit2(z, Z_DEFAULT_COMPRESSION, Z_DEFLATED, -15, 8, Z_DEFAULT_STRATEGY) != Z_OK) {
+        free(z);
+        return NULL;
+    }
+    pthread_setspecific(deflater_key, z);
+    return z;
+}
+
+rta_rbuf *rta_ws_frame_deflated(int opcode, const void *payload, size_t len)
+{
+    z_stream *z = deflater_get();
+    if (z == NULL)
+        return NULL;
+    size_t cap = deflateBound(z, (uLong)len) + 16;
+    unsigned char *buf = rta_xmalloc(cap);
+    z->next_in = (Bytef *)(uintptr_t)payload;
+    z->avail_in = (uInt)len;
+    z->next_out = buf;
+    z->avail_out = (uInt)cap;
+    int rc = deflate(z, Z_SYNC_FLUSH);
+    size_t n = cap - z->avail_out;
+    z->next_in = NULL;
+    z->next_out = NULL;
+    rta_rbuf *f = NULL;
+    /* a sync flush ends with an empty stored block 00 00 ff ff, which RFC 7692 removes */
+    if (rc == Z_OK && z->avail_in == 0 && n >= 4 && memcmp(buf + n - 4, "\0\0\xff\xff", 4) == 0) {
+        n -= 4;
+        if (n < len)
+            f = frame_build(opcode, 1, buf, n);
+    }
+    free(buf);
+    return f;
 }
 
 static int ws_is_closed(const rta_ws *ws)
@@ -767,13 +1048,41 @@ int rta_ws_send_frame(rta_ws *ws, rta_rbuf *frame)
     return RTA_WS_OK;
 }
 
+/* Payload length of a server frame built by frame_build. */
+static size_t frame_payload_len(const rta_rbuf *f)
+{
+    const unsigned char *d = (const unsigned char *)f->data;
+    return f->len - ((d[1] & 0x7f) < 126 ? 2 : (d[1] & 0x7f) == 126 ? 4 : 10);
+}
+
+int rta_ws_deflate_enabled(const rta_ws *ws)
+{
+    return ws->deflate;
+}
+
+int rta_ws_send_frames(rta_ws *ws, rta_rbuf *plain, rta_rbuf *deflated)
+{
+    if (deflated && ws->deflate) {
+        /* compressed with a 15-bit window: a client that asked for a smaller one can still
+         * read it when the message is no longer than its window (no distance can be longer
+         * than what was already output) */
+        int bits = ws->dp.server_max_window_bits;
+        if (bits >= 15 || frame_payload_len(plain) <= ((size_t)1 << bits))
+            return rta_ws_send_frame(ws, deflated);
+    }
+    return rta_ws_send_frame(ws, plain);
+}
+
 int rta_ws_send(rta_ws *ws, int opcode, const void *data, size_t len)
 {
     if (ws_is_closed(ws))
         return RTA_WS_CLOSED;
     rta_rbuf *f = rta_ws_frame(opcode, data, len);
-    int rc = rta_ws_send_frame(ws, f);
+    rta_rbuf *d = ws->deflate ? rta_ws_frame_deflated(opcode, data, len) : NULL;
+    int rc = rta_ws_send_frames(ws, f, d);
     rta_rbuf_unref(f);
+    if (d)
+        rta_rbuf_unref(d);
     return rc;
 }
 

@@ -6,7 +6,14 @@
  * first byte (incremental parsing), send appends to a bounded buffer. Invariants checked:
  * delivered messages respect the caps, text messages are valid UTF-8, nothing is delivered
  * after a failure, and everything the server wrote parses as unmasked, complete frames.
- * Server frames built by rta_ws_frame() are parsed back the same way. */
+ * Server frames built by rta_ws_frame() are parsed back the same way.
+ *
+ * Deflate mode (high bit of the last byte): RSV1 is allowed as ws.c allows it after
+ * negotiating permessage-deflate, and compressed messages go through ws.c's own inflater
+ * (rta_ws__inflate, with or without context takeover per bit 6 of the last byte): output
+ * within the cap, wslay never lets RSV1 through on control frames (nor at all outside deflate
+ * mode). ws.c's UTF-8 check must agree with the one here, and rta_ws_frame_deflated() of the
+ * input must inflate back to the input. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,6 +21,7 @@
 
 #include "rta/buf.h"
 #include "rta/ws.h"
+#include "ws/ws_internal.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -27,6 +35,9 @@ typedef struct {
     uint8_t out[OUT_CAP];
     size_t out_len;
     int failed;
+    int deflate;   /* RSV1 allowed (permessage-deflate negotiated) */
+    int no_ctx;    /* client_no_context_takeover */
+    z_stream *inf; /* the connection's inflater, as ws.c keeps it */
 } fz;
 
 static ssize_t recv_cb(wslay_event_context_ptr ctx, uint8_t *buf, size_t len, int flags, void *ud)
@@ -110,10 +121,33 @@ static void msg_cb(wslay_event_context_ptr ctx, const struct wslay_event_on_msg_
     if ((arg->opcode == WSLAY_PING || arg->opcode == WSLAY_CONNECTION_CLOSE) &&
         wslay_event_want_write(ctx))
         wslay_event_send(ctx);
+    if (wslay_get_rsv1(arg->rsv) &&
+        (!f->deflate || (arg->opcode != WSLAY_TEXT_FRAME && arg->opcode != WSLAY_BINARY_FRAME)))
+        abort(); /* wslay must have failed the connection */
     if (arg->opcode != WSLAY_TEXT_FRAME && arg->opcode != WSLAY_BINARY_FRAME)
         return;
     if (f->failed)
         return; /* ws.c drops it too */
+    if (wslay_get_rsv1(arg->rsv)) {
+        char *out;
+        size_t olen;
+        int code = rta_ws__inflate(&f->inf, 15, f->no_ctx, MAX_MSG, arg->msg, arg->msg_length, &out,
+                                   &olen);
+        if (code != 0) {
+            if (code != 1007 && code != 1009 && code != 1011)
+                abort();
+            f->failed = 1; /* ws.c fails the connection */
+            wslay_event_shutdown_read(ctx);
+            return;
+        }
+        if (olen > MAX_MSG)
+            abort();
+        int ok = rta_ws__utf8_valid((const unsigned char *)out, olen);
+        if (ok != utf8_valid((const uint8_t *)out, olen))
+            abort();
+        free(out);
+        return;
+    }
     if (arg->msg_length > MAX_MSG)
         abort();
     if (arg->opcode == WSLAY_TEXT_FRAME && !utf8_valid(arg->msg, arg->msg_length))
@@ -121,14 +155,14 @@ static void msg_cb(wslay_event_context_ptr ctx, const struct wslay_event_on_msg_
 }
 
 /* Walks server output: complete, unmasked frames with known opcodes only. */
-static void check_server_frames(const uint8_t *b, size_t n)
+static void check_server_frames(const uint8_t *b, size_t n, int allow_rsv1)
 {
     size_t i = 0;
     while (i < n) {
         if (n - i < 2)
             abort();
         uint8_t op = b[i] & 0x0f;
-        if (!(b[i] & 0x80) || (b[i] & 0x70) || (b[i + 1] & 0x80))
+        if (!(b[i] & 0x80) || (b[i] & (allow_rsv1 ? 0x30 : 0x70)) || (b[i + 1] & 0x80))
             abort();
         if (op != 0x1 && op != 0x2 && op != 0x8 && op != 0x9 && op != 0xa)
             abort();
@@ -159,6 +193,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     memset(&f, 0, offsetof(fz, out));
     f.out_len = 0;
     f.failed = 0;
+    f.deflate = size > 0 && (data[size - 1] & 0x80);
+    f.no_ctx = size > 0 && (data[size - 1] & 0x40);
+    f.inf = NULL;
     struct wslay_event_callbacks cbs = {
         .recv_callback = recv_cb,
         .send_callback = send_cb,
@@ -169,6 +206,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (wslay_event_context_server_init(&ctx, &cbs, &f) != 0)
         return 0;
     wslay_event_config_set_max_recv_msg_length(ctx, MAX_MSG);
+    if (f.deflate)
+        wslay_event_config_set_allowed_rsv_bits(ctx, WSLAY_RSV1_BIT);
     size_t split = size ? (size_t)data[0] % (size + 1) : 0;
     const uint8_t *chunks[2] = {data, data + split};
     size_t lens[2] = {split, size - split};
@@ -185,12 +224,32 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (wslay_event_want_write(ctx) && wslay_event_send(ctx) != 0)
             abort();
     }
-    check_server_frames(f.out, f.out_len);
+    check_server_frames(f.out, f.out_len, 0);
     wslay_event_context_free(ctx);
+    rta_ws__inflate_free(f.inf);
 
-    /* our own frame builder, on the input as payload */
+    /* our own frame builders, on the input as payload */
     rta_rbuf *fr = rta_ws_frame(RTA_WS_OP_BINARY, data, size);
-    check_server_frames((const uint8_t *)fr->data, fr->len);
+    check_server_frames((const uint8_t *)fr->data, fr->len, 0);
     rta_rbuf_unref(fr);
+    if (rta_ws__utf8_valid(data, size) != utf8_valid(data, size))
+        abort();
+    rta_rbuf *df = rta_ws_frame_deflated(RTA_WS_OP_BINARY, data, size);
+    if (df) {
+        check_server_frames((const uint8_t *)df->data, df->len, 1);
+        const uint8_t *b = (const uint8_t *)df->data;
+        size_t h = (b[1] & 0x7f) < 126 ? 2 : (b[1] & 0x7f) == 126 ? 4 : 10;
+        if (b[0] != 0xc2 || df->len - h >= size)
+            abort();
+        z_stream *z = NULL;
+        char *out;
+        size_t olen;
+        if (rta_ws__inflate(&z, 15, 1, size, b + h, df->len - h, &out, &olen) != 0 ||
+            olen != size || memcmp(out, data, size) != 0)
+            abort();
+        free(out);
+        rta_ws__inflate_free(z);
+        rta_rbuf_unref(df);
+    }
     return 0;
 }
