@@ -707,6 +707,36 @@ static void perr(json_t *errors, const char *path, const char *rule, const char 
                                             "message", msg));
 }
 
+/* "channels" ({email|webhook|push: bool}) or "defaults" ({email|webhook|push: target}): copies
+ * the valid entries into out, reports the others. */
+static void validate_channel_map(json_t *v, const char *section, int booleans, json_t *errors,
+                                 json_t *out)
+{
+    char path[96];
+    snprintf(path, sizeof path, "$.%s", section);
+    if (!json_is_object(v)) {
+        perr(errors, path, "type",
+             booleans ? "an object of channel: true|false" : "an object of channel: target");
+        return;
+    }
+    const char *ck;
+    json_t *cv;
+    json_object_foreach(v, ck, cv)
+    {
+        char cp[160];
+        snprintf(cp, sizeof cp, "$.%s.%.60s", section, ck);
+        if (strcmp(ck, "email") && strcmp(ck, "webhook") && strcmp(ck, "push"))
+            perr(errors, cp, "unknown_field", "the channels are email, webhook, push");
+        else if (booleans && !json_is_boolean(cv))
+            perr(errors, cp, "type", "true or false");
+        else if (!booleans && (!json_is_string(cv) || json_string_length(cv) == 0 ||
+                               json_string_length(cv) > 2048))
+            perr(errors, cp, "type", "a target string of 1..2048 characters");
+        else
+            json_object_set(out, ck, cv);
+    }
+}
+
 /* Validates a preferences document; returns the normalized copy or NULL with errors. */
 static json_t *validate_prefs(json_t *body, json_t *errors)
 {
@@ -717,43 +747,9 @@ static json_t *validate_prefs(json_t *body, json_t *errors)
     {
         char path[96];
         snprintf(path, sizeof path, "$.%.60s", k);
-        if (strcmp(k, "channels") == 0) {
-            if (!json_is_object(v)) {
-                perr(errors, path, "type", "an object of channel: true|false");
-                continue;
-            }
-            const char *ck;
-            json_t *cv;
-            json_object_foreach(v, ck, cv)
-            {
-                char cp[160];
-                snprintf(cp, sizeof cp, "$.channels.%.60s", ck);
-                if (strcmp(ck, "email") && strcmp(ck, "webhook") && strcmp(ck, "push"))
-                    perr(errors, cp, "unknown_field", "channels are email, webhook, push");
-                else if (!json_is_boolean(cv))
-                    perr(errors, cp, "type", "true or false");
-                else
-                    json_object_set(json_object_get(out, "channels"), ck, cv);
-            }
-        } else if (strcmp(k, "defaults") == 0) {
-            if (!json_is_object(v)) {
-                perr(errors, path, "type", "an object of channel: target");
-                continue;
-            }
-            const char *dk;
-            json_t *dv;
-            json_object_foreach(v, dk, dv)
-            {
-                char dp[160];
-                snprintf(dp, sizeof dp, "$.defaults.%.60s", dk);
-                if (strcmp(dk, "email") && strcmp(dk, "webhook") && strcmp(dk, "push"))
-                    perr(errors, dp, "unknown_field", "defaults are email, webhook, push");
-                else if (!json_is_string(dv) || json_string_length(dv) == 0 ||
-                         json_string_length(dv) > 2048)
-                    perr(errors, dp, "type", "a target string of 1..2048 characters");
-                else
-                    json_object_set(json_object_get(out, "defaults"), dk, dv);
-            }
+        if (strcmp(k, "channels") == 0 || strcmp(k, "defaults") == 0) {
+            validate_channel_map(v, k, strcmp(k, "channels") == 0, errors,
+                                 json_object_get(out, k));
         } else if (strcmp(k, "quietHours") == 0) {
             if (json_is_null(v))
                 continue;

@@ -39,12 +39,23 @@ static void publish(rta_app *app, rta_event **evs, size_t n, rta_ingest_counts *
     }
 }
 
-static void count_item(rta_app *app, const char *kind, const char *source, rta_apply_result r)
+/* Counts one applied update in the metrics and, for ingest answers, in counts. */
+static void count_item(rta_app *app, const char *kind, const char *source, rta_apply_result r,
+                       rta_ingest_counts *counts)
 {
     char labels[128];
     snprintf(labels, sizeof labels, "kind=\"%s\",source=\"%s\",result=\"%s\"", kind, source,
              apply_result_name[r]);
     rta_counter_inc(rta_metrics_counter(app->m_ingest_items, labels));
+    if (counts == NULL)
+        return;
+    counts->accepted++;
+    if (r == RTA_APPLY_CHANGED)
+        counts->changed++;
+    else if (r == RTA_APPLY_UNCHANGED)
+        counts->unchanged++;
+    else
+        counts->stale++;
 }
 
 void rta_app_apply_tvl(rta_app *app, const rta_tvl_update *u, const char *source,
@@ -53,16 +64,7 @@ void rta_app_apply_tvl(rta_app *app, const rta_tvl_update *u, const char *source
     rta_event *evs[4];
     size_t n = 0;
     rta_apply_result r = rta_state_apply_tvl(app->state, u, source, evs, 4, &n);
-    count_item(app, "tvl", source, r);
-    if (counts) {
-        counts->accepted++;
-        if (r == RTA_APPLY_CHANGED)
-            counts->changed++;
-        else if (r == RTA_APPLY_UNCHANGED)
-            counts->unchanged++;
-        else
-            counts->stale++;
-    }
+    count_item(app, "tvl", source, r, counts);
     if (r != RTA_APPLY_UNCHANGED) {
         rta_pair *p = rta_state_find_pair(app->state, u->protocol, u->chain);
         if (p)
@@ -83,16 +85,7 @@ void rta_app_apply_price(rta_app *app, const rta_price_update *u, const char *so
     rta_event *evs[4];
     size_t n = 0;
     rta_apply_result r = rta_state_apply_price(app->state, u, source, evs, 4, &n);
-    count_item(app, "price", source, r);
-    if (counts) {
-        counts->accepted++;
-        if (r == RTA_APPLY_CHANGED)
-            counts->changed++;
-        else if (r == RTA_APPLY_UNCHANGED)
-            counts->unchanged++;
-        else
-            counts->stale++;
-    }
+    count_item(app, "price", source, r, counts);
     if (r != RTA_APPLY_UNCHANGED) {
         rta_token *t = rta_state_find_token(app->state, u->token);
         if (t)
