@@ -139,7 +139,10 @@ if [[ $SKIP != *" e2e "* ]]; then
         --drain "$DRAIN" --out "$OUT_DIR/drive.json" >/dev/null
     RSS=$(awk '/VmHWM/ {print $2 " kB"}' "/proc/$RTAD_PID/status" 2>/dev/null || echo "?")
     CPU=$(awk '{printf "%.1f s", ($14 + $15) / 100}' "/proc/$RTAD_PID/stat" 2>/dev/null || echo "?")
-    echo "rtad: peak RSS $RSS, CPU (user+sys) $CPU" | tee "$OUT_DIR/rtad-usage.txt"
+    # schedstat per thread: ns on CPU, ns runnable but waiting for a CPU (the shared machine)
+    SCHED=$(cat /proc/"$RTAD_PID"/task/*/schedstat 2>/dev/null |
+        awk '{ run += $1; wait += $2 } END { printf "%.1f s on CPU, %.1f s runnable but waiting for a CPU", run / 1e9, wait / 1e9 }')
+    echo "rtad: peak RSS $RSS, CPU (user+sys) $CPU; all threads since start: $SCHED" | tee "$OUT_DIR/rtad-usage.txt"
     stop_pid "$RTAD_PID"; RTAD_PID=""
     stop_pid "$RECV_PID"; RECV_PID=""
     echo "load average: $(cut -d' ' -f1-3 /proc/loadavg)"
