@@ -63,6 +63,9 @@ int rta_rt_handle_http(rta_rt *rt, rta_http_req *req);
  * Returns 1 when taken, 0 when the path is not a realtime one. */
 int rta_rt_handle_upgrade(rta_rt *rt, rta_http_req *req, rta_conn *conn, const char *leftover,
                           size_t len);
+/* Closes every realtime connection made with this key (it was revoked): Socket.IO clients get
+ * a server disconnect, plain WS clients close 1008 "key revoked". */
+void rta_rt_revoke_key(rta_rt *rt, const char *key_id);
 /* Emits `event` with payload (borrowed) to every live connection of the user: Socket.IO
  * clients get it as an event, plain WS clients as {"type":event,"data":payload}. */
 void rta_rt_notify_user(rta_rt *rt, const char *user_id, const char *event, json_t *payload);

@@ -319,7 +319,7 @@ static void on_trigger(void *ud, const rta_alert_trigger *t)
     tj->job.work = trigger_work;
     tj->job.done = trigger_done;
     tj->job.op = "alert_trigger";
-    if (rta_store_submit(app->store, &tj->job) != 0) {
+    if (rta_store_submit_critical(app->store, &tj->job) != 0) {
         rta_counter_inc(rta_metrics_counter(app->m_store_errors, "op=\"trigger_queue_full\""));
         rta_log(RTA_LOG_ERROR, "alert trigger dropped: store queue full", "{s:s,s:s}", "rule_id",
                 r->id, "event_id", t->event_id);
@@ -540,6 +540,7 @@ static void send_one(rta_app *app, rta_delivery_record *d)
 typedef struct claim_job {
     rta_store_job job;
     rta_app *app;
+    size_t max;
     int64_t now;
     rta_delivery_record *dels;
     size_t n;
@@ -548,9 +549,8 @@ typedef struct claim_job {
 static void claim_work(rta_store *s, rta_store_job *job)
 {
     claim_job *cj = (claim_job *)job;
-    size_t room = CLAIM_BATCH;
     job->status = s->ops->deliveries_claim(s->db, cj->now, cj->now + cj->app->cfg->alert_lease_ms,
-                                           room, &cj->dels, &cj->n);
+                                           cj->max, &cj->dels, &cj->n);
 }
 
 static void claim_done(rta_store_job *job)
@@ -567,7 +567,7 @@ static void claim_done(rta_store_job *job)
         }
     }
     free(cj->dels);
-    int full = job->status == 0 && cj->n == CLAIM_BATCH;
+    int full = job->status == 0 && cj->n == cj->max;
     free(cj);
     if (full)
         rta_alerts_kick(app);
@@ -577,10 +577,12 @@ void rta_alerts_kick(rta_app *app)
 {
     if (app->outbox_claiming || app->shutting_down || app->notify == NULL)
         return;
-    if ((int64_t)app->outbox_in_flight + CLAIM_BATCH > app->cfg->alert_max_in_flight)
+    int64_t room = app->cfg->alert_max_in_flight - (int64_t)app->outbox_in_flight;
+    if (room <= 0)
         return;
     claim_job *cj = rta_xcalloc(1, sizeof *cj);
     cj->app = app;
+    cj->max = room < CLAIM_BATCH ? (size_t)room : CLAIM_BATCH;
     cj->now = rta_now_ms();
     cj->job.work = claim_work;
     cj->job.done = claim_done;

@@ -59,6 +59,8 @@ typedef struct rule_job {
     const char *action;
     char *prefs_text;  /* owner's stored preferences, read in the same job */
     int need_prefs;
+    unsigned new_secrets; /* bit i: action i is a webhook target new to this rule (show its
+                             secret once) */
 } rule_job;
 
 static void rule_work(rta_store *s, rta_store_job *job)
@@ -90,9 +92,14 @@ static void rule_done(rta_store_job *job)
         rta_log(RTA_LOG_INFO, "alert rule saved", "{s:s,s:s,s:s,s:s}", "request_id",
                 rj->req->request_id, "rule_id", rj->rule->id, "user", rj->rule->user_id,
                 "action", rj->action);
-        /* webhook secrets are shown when a rule is created (and when a target is new) */
-        rta_http_send_json(rj->req, rj->status_code,
-                           rta_alert_rule_to_json(rj->rule, rj->status_code == 201));
+        /* webhook secrets are shown once: at creation, and for a target an update adds */
+        json_t *out = rta_alert_rule_to_json(rj->rule, rj->status_code == 201);
+        json_t *acts = json_object_get(out, "actions");
+        for (size_t i = 0; i < rj->rule->nactions && rj->status_code != 201; i++)
+            if ((rj->new_secrets >> i) & 1u)
+                json_object_set_new(json_array_get(acts, i), "secret",
+                                    json_string(rj->rule->actions[i].secret));
+        rta_http_send_json(rj->req, rj->status_code, out);
     }
     free(rj->prefs_text);
     free(rj->body);
@@ -100,10 +107,28 @@ static void rule_done(rta_store_job *job)
     free(rj);
 }
 
+/* Webhook actions of r whose target old does not have (their secrets are new). */
+static unsigned new_webhook_targets(const rta_alert_rule *old, const rta_alert_rule *r)
+{
+    unsigned bits = 0;
+    for (size_t i = 0; i < r->nactions; i++) {
+        if (r->actions[i].type != RTA_ACTION_WEBHOOK)
+            continue;
+        int known = 0;
+        for (size_t j = 0; old && j < old->nactions; j++)
+            known |= old->actions[j].type == RTA_ACTION_WEBHOOK &&
+                     strcmp(old->actions[j].target, r->actions[i].target) == 0;
+        if (!known)
+            bits |= 1u << i;
+    }
+    return bits;
+}
+
 static void save_rule(rta_app *app, rta_http_req *req, rta_alert_rule *r, int status,
-                      const char *action)
+                      const char *action, unsigned new_secrets)
 {
     rule_job *rj = rta_xcalloc(1, sizeof *rj);
+    rj->new_secrets = new_secrets;
     rj->app = app;
     rj->req = req;
     rj->rule = r;
@@ -147,7 +172,7 @@ void api_rules_create(rta_app *app, rta_http_req *req)
                                       tier->alert_rules, "current", (json_int_t)have));
         return;
     }
-    save_rule(app, req, r, 201, "alert_rule.create");
+    save_rule(app, req, r, 201, "alert_rule.create", 0);
 }
 
 typedef struct list_ctx {
@@ -206,10 +231,19 @@ void api_rules_list(rta_app *app, rta_http_req *req)
     long limit, offset;
     if (uint_param(req, "limit", 1, 1000, 100, &limit) || uint_param(req, "offset", 0, 1000000, 0, &offset))
         return;
-    char active[16];
+    char active[16], user[160];
     list_ctx lc = {.user = user_of(req), .active_filter = -1};
-    if (rta_http_query_param(req, "active", active, sizeof active))
-        lc.active_filter = strcmp(active, "true") == 0 ? 1 : strcmp(active, "false") == 0 ? 0 : -1;
+    if (is_admin(req)) /* admins see every user's rules, or one user's with ?user= */
+        lc.user = rta_http_query_param(req, "user", user, sizeof user);
+    if (rta_http_query_param(req, "active", active, sizeof active)) {
+        if (strcmp(active, "true") != 0 && strcmp(active, "false") != 0) {
+            rta_app_validation_error(req, json_pack("[{s:s,s:s,s:s}]", "path", "query.active",
+                                                    "rule", "enum", "message",
+                                                    "true or false"));
+            return;
+        }
+        lc.active_filter = strcmp(active, "true") == 0;
+    }
     rta_alert_engine_each(app->alerts, collect_rule, &lc);
     qsort(lc.rules, lc.n, sizeof *lc.rules, newest_first);
     json_t *data = json_array();
@@ -255,7 +289,7 @@ void api_rule_replace(rta_app *app, rta_http_req *req)
                 free(r->actions[i].secret);
                 r->actions[i].secret = rta_strdup(old->actions[j].secret);
             }
-    save_rule(app, req, r, 200, "alert_rule.update");
+    save_rule(app, req, r, 200, "alert_rule.update", new_webhook_targets(old, r));
 }
 
 void api_rule_patch(rta_app *app, rta_http_req *req)
@@ -273,7 +307,7 @@ void api_rule_patch(rta_app *app, rta_http_req *req)
         rta_app_validation_error(req, errors);
         return;
     }
-    save_rule(app, req, r, 200, "alert_rule.update");
+    save_rule(app, req, r, 200, "alert_rule.update", new_webhook_targets(old, r));
 }
 
 typedef struct del_job {

@@ -124,6 +124,16 @@ void api_metrics(rta_app *app, rta_http_req *req)
     rta_counter_add(lim, (double)ns->refused_limit - rta_counter_value(lim));
     rta_counter *fds = rta_metrics_counter(g_net, "result=\"refused_no_fds\"");
     rta_counter_add(fds, (double)ns->refused_fds - rta_counter_value(fds));
+    rta_counter *tlsf = rta_metrics_counter(g_net, "result=\"tls_handshake_failed\"");
+    rta_counter_add(tlsf, (double)ns->tls_handshake_failures - rta_counter_value(tlsf));
+    static rta_metric_family *g_net_bytes;
+    if (g_net_bytes == NULL)
+        g_net_bytes = rta_metrics_counter_family("rta_network_bytes_total",
+                                                 "Bytes read and written on all connections");
+    rta_counter *bin = rta_metrics_counter(g_net_bytes, "direction=\"in\"");
+    rta_counter_add(bin, (double)ns->bytes_in - rta_counter_value(bin));
+    rta_counter *bout = rta_metrics_counter(g_net_bytes, "direction=\"out\"");
+    rta_counter_add(bout, (double)ns->bytes_out - rta_counter_value(bout));
 
     /* Engine.IO / Socket.IO protocol counters, mirrored from the server's stats */
     static rta_metric_family *g_sio, *g_sio_sessions;

@@ -403,9 +403,10 @@ void api_chains_list(rta_app *app, rta_http_req *req)
                                               c->total_tvl, "protocols",
                                               (json_int_t)c->nprotocols));
     }
-    rta_http_send_json(req, 200,
-                       json_pack("{s:o,s:{s:I,s:b}}", "data", data, "meta", "total",
-                                 (json_int_t)st->nchains, "simulated", app->sim != NULL));
+    json_t *meta = json_pack("{s:I}", "total", (json_int_t)st->nchains);
+    if (app->sim)
+        json_object_set_new(meta, "simulated", json_true());
+    rta_http_send_json(req, 200, json_pack("{s:o,s:o}", "data", data, "meta", meta));
 }
 
 void api_price_get(rta_app *app, rta_http_req *req)

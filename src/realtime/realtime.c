@@ -607,6 +607,11 @@ static void add_room(rta_rt *rt, size_t *n, const char *name, const rta_event *e
         add_recipient(rt, n, r->subs[i]->cl, e->offset);
 }
 
+static size_t client_backlog(const client *cl)
+{
+    return cl->kind == CL_WS ? rta_ws_queued_bytes(cl->ws) : rta_sio_socket_queued_bytes(cl->sio);
+}
+
 static void lagged_notice(rta_rt *rt, client *cl)
 {
     json_t *o = json_pack("{s:I,s:I,s:s}", "fromOffset", (json_int_t)cl->lag_from, "toOffset",
@@ -675,6 +680,8 @@ static size_t fan_out(rta_rt *rt, rta_event *e)
         client *cl = rt->scratch[i];
         if (cl->lag_to && !rt->opts.slow_consumer_drop)
             continue;
+        if (cl->lag_to && client_backlog(cl) < rt->opts.max_queued_bytes / 2)
+            lagged_notice(rt, cl); /* it caught up: say what it missed, then go on */
         if (client_send(rt, cl, enc.sio_text, enc.sio_frame, enc.ws_frame) == 0) {
             delivered++;
             continue;
@@ -1318,8 +1325,10 @@ static int handle_ws_upgrade(rta_rt *rt, rta_http_req *req, rta_conn *conn, cons
                                                                  : 401;
         rta_log(RTA_LOG_INFO, "realtime connect refused", "{s:s,s:s,s:s}", "transport", "ws",
                 "remote_ip", req->remote_ip, "code", code);
+        if (status == 401)
+            rta_http_add_header(req, "WWW-Authenticate", "Bearer realm=\"rta\"");
         rta_http_send_error(req, status, code, message,
-                            json_pack("{s:i}", "connectionLimit", limit));
+                            status == 429 ? json_pack("{s:i}", "connectionLimit", limit) : NULL);
         return 1;
     }
     rta_ws_options o;
@@ -1473,6 +1482,24 @@ int rta_rt_handle_upgrade(rta_rt *rt, rta_http_req *req, rta_conn *conn, const c
     if (strcmp(req->path, "/v1/realtime/ws") == 0)
         return handle_ws_upgrade(rt, req, conn, leftover, len);
     return rta_sio_server_handle_upgrade(rt->sio, req, conn, leftover, len);
+}
+
+void rta_rt_revoke_key(rta_rt *rt, const char *key_id)
+{
+    client *cl = rt->clients;
+    while (cl) {
+        client *next = cl->next;
+        if (strcmp(cl->key_id, key_id) == 0 && !cl->doomed) {
+            cl->doomed = 2;
+            rta_log(RTA_LOG_INFO, "realtime client closed: key revoked", "{s:s,s:s}", "key_id",
+                    key_id, "remote_ip", cl->remote_ip);
+            if (cl->kind == CL_SIO)
+                rta_sio_disconnect(cl->sio, "key revoked");
+            else
+                rta_ws_close(cl->ws, 1008, "key revoked");
+        }
+        cl = next;
+    }
 }
 
 void rta_rt_notify_user(rta_rt *rt, const char *user_id, const char *event, json_t *payload)
