@@ -357,6 +357,7 @@ static void finish_shutdown(rta_app *app)
         rta_notify_free(app->notify);
         app->notify = NULL;
     }
+    rta_alerts_flush(app);
     /* Drains every queued job (the final flush included) and runs their done callbacks. */
     rta_store_close(app->store);
     app->store = NULL;
