@@ -528,9 +528,17 @@ const char *rta_query_canonical(const rta_query *q)
  *    the three changes are the same.
  * Between updates, queries read only these arrays. */
 typedef struct {
-    double change;
-    int64_t from_ms, until_ms; /* change holds for now in [from_ms, until_ms) */
+    int64_t from_ms, until_ms; /* the change holds for now in [from_ms, until_ms) */
 } memo_entry;
+
+/* One change column: values (dense, what scans read), their validity, and the validity of the
+ * whole column (every entry valid for now in [from_ms, until_ms) unless dirty). */
+typedef struct {
+    double *val;
+    memo_entry *memo;
+    int64_t from_ms, until_ms;
+    int dirty;
+} change_col;
 
 typedef struct {
     double tvl;
@@ -547,6 +555,15 @@ typedef struct {
     double ch[3];   /* the changes it shows */
 } row_text;
 
+/* A real's text as jansson writes it: "%.17g" through glibc costs ~1 us, and aggregation
+ * values repeat from one query to the next while the data stands still. */
+#define NUM_CACHE 1024
+typedef struct num_text {
+    uint64_t bits;
+    uint8_t len; /* 0 = empty */
+    char text[23];
+} num_text;
+
 typedef struct cat_ent {
     UT_hash_handle hh;
     int32_t id;
@@ -559,7 +576,7 @@ struct rta_query_ctx {
     uint64_t seen_seq; /* journal entries consumed */
     size_t npairs, cap_pairs;
     pair_col *cols;
-    memo_entry *memo[3];
+    change_col ch[3];
     row_text *texts;
     size_t nprank, nparr; /* protocols ranked / allocated */
     uint32_t *prank;
@@ -570,6 +587,7 @@ struct rta_query_ctx {
     cat_ent **cats; /* id -> entry */
     size_t ncats, cap_cats;
     rta_dbuf scratch; /* one row's text while it is written */
+    struct num_text *nums; /* NUM_CACHE formatted reals, direct-mapped by their bits */
 };
 
 rta_query_ctx *rta_query_ctx_new(void)
@@ -579,8 +597,10 @@ rta_query_ctx *rta_query_ctx_new(void)
 
 static void ctx_clear(rta_query_ctx *c)
 {
-    for (int w = 0; w < 3; w++)
-        free(c->memo[w]);
+    for (int w = 0; w < 3; w++) {
+        free(c->ch[w].val);
+        free(c->ch[w].memo);
+    }
     if (c->texts)
         for (size_t i = 0; i < c->npairs; i++)
             free(c->texts[i].text);
@@ -594,6 +614,7 @@ static void ctx_clear(rta_query_ctx *c)
         free(c->cats[i]);
     free(c->cats);
     rta_dbuf_free(&c->scratch);
+    free(c->nums);
     memset(c, 0, sizeof *c);
 }
 
@@ -669,8 +690,10 @@ static void ctx_read_pair(rta_query_ctx *c, const rta_state *st, size_t i, int32
     m->cat = cat >= 0 ? cat : protocol_category(c, p->protocol);
     if (++m->gen == 0)
         m->gen = 1;
-    for (int w = 0; w < 3; w++)
-        c->memo[w][i].until_ms = INT64_MIN;
+    for (int w = 0; w < 3; w++) {
+        c->ch[w].memo[i] = (memo_entry){.from_ms = INT64_MAX, .until_ms = INT64_MIN};
+        c->ch[w].dirty = 1;
+    }
 }
 
 /* Brings the mirrors up to date with st. */
@@ -685,8 +708,10 @@ static void ctx_sync(rta_query_ctx *c, const rta_state *st)
 
     if (st->npairs > c->cap_pairs) {
         size_t cap = st->npairs + st->npairs / 2 + 64, old = c->cap_pairs;
-        for (int w = 0; w < 3; w++)
-            c->memo[w] = rta_xrealloc(c->memo[w], cap * sizeof(memo_entry));
+        for (int w = 0; w < 3; w++) {
+            c->ch[w].val = rta_xrealloc(c->ch[w].val, cap * sizeof(double));
+            c->ch[w].memo = rta_xrealloc(c->ch[w].memo, cap * sizeof(memo_entry));
+        }
         c->cols = rta_xrealloc(c->cols, cap * sizeof(pair_col));
         memset(c->cols + old, 0, (cap - old) * sizeof(pair_col));
         c->texts = rta_xrealloc(c->texts, cap * sizeof(row_text));
@@ -744,15 +769,36 @@ static int64_t sec_floor_ms(int64_t ms)
     return s * 1000;
 }
 
-/* The one place changes are computed: NaN when unknown. i is the pair's position. */
+/* Brings change column `which` up to date for now_ms: the one place changes are computed (NaN
+ * when unknown). Costs nothing when no pair was touched and no window edge was reached since
+ * the last call; otherwise one pass over the validity entries, recomputing the stale ones. */
+static void ensure_changes(rta_query_ctx *c, int which, int64_t now_ms)
+{
+    change_col *col = &c->ch[which];
+    if (!col->dirty && now_ms >= col->from_ms && now_ms < col->until_ms)
+        return;
+    int64_t from = INT64_MIN, until = INT64_MAX;
+    for (size_t i = 0; i < c->npairs; i++) {
+        memo_entry *e = &col->memo[i];
+        if (!(now_ms >= e->from_ms && now_ms < e->until_ms)) {
+            col->val[i] = rta_pair_change_until(c->st->pairs[i], change_windows[which], now_ms,
+                                                &e->until_ms);
+            e->from_ms = sec_floor_ms(now_ms); /* the history answers per whole second */
+        }
+        if (e->from_ms > from)
+            from = e->from_ms;
+        if (e->until_ms < until)
+            until = e->until_ms;
+    }
+    col->from_ms = from;
+    col->until_ms = until;
+    col->dirty = 0;
+}
+
 static double pair_change(rta_query_ctx *c, size_t i, int which, int64_t now_ms)
 {
-    memo_entry *e = &c->memo[which][i];
-    if (now_ms >= e->from_ms && now_ms < e->until_ms)
-        return e->change;
-    e->change = rta_pair_change_until(c->st->pairs[i], change_windows[which], now_ms, &e->until_ms);
-    e->from_ms = sec_floor_ms(now_ms); /* the history answers per whole second */
-    return e->change;
+    ensure_changes(c, which, now_ms);
+    return c->ch[which].val[i];
 }
 
 /* ---------------------------------------------------------------- JSON text */
@@ -821,20 +867,14 @@ static void jw_str(jw *w, const char *s)
     JW_LIT(w, "\"");
 }
 
-/* A real as jansson prints it ("%.17g", then ".0" when it would read back as an integer,
- * exponent without '+' and leading zeros); null when not finite, like jnum(). */
-static void jw_real(jw *w, double d)
+/* A finite real as jansson prints it ("%.17g", then ".0" when it would read back as an
+ * integer, exponent without '+' and leading zeros) into buf (>= 32 bytes); returns the length,
+ * or 0 when it does not fit. */
+static size_t fmt_real(char *buf, size_t size, double d)
 {
-    if (!isfinite(d)) {
-        JW_LIT(w, "null");
-        return;
-    }
-    char buf[48];
-    int n = snprintf(buf, sizeof buf - 3, "%.17g", d);
-    if (n < 0 || n >= (int)sizeof buf - 3) {
-        w->err = 1;
-        return;
-    }
+    int n = snprintf(buf, size - 3, "%.17g", d);
+    if (n < 0 || n >= (int)size - 3)
+        return 0;
     size_t len = (size_t)n;
     if (!strchr(buf, '.') && !strchr(buf, 'e')) {
         buf[len++] = '.';
@@ -853,7 +893,44 @@ static void jw_real(jw *w, double d)
             len -= (size_t)(end - start);
         }
     }
+    return len;
+}
+
+/* The real d, or null when it is not finite (like jnum()); through the context's cache of
+ * formatted numbers when cache is not NULL. */
+static void jw_real_c(jw *w, double d, num_text *cache)
+{
+    if (!isfinite(d)) {
+        JW_LIT(w, "null");
+        return;
+    }
+    uint64_t bits;
+    memcpy(&bits, &d, sizeof bits);
+    num_text *e = NULL;
+    if (cache) {
+        e = &cache[(bits * 0x9E3779B97F4A7C15ULL) >> 54]; /* 10 bits: NUM_CACHE */
+        if (e->len && e->bits == bits) {
+            jw_raw(w, e->text, e->len);
+            return;
+        }
+    }
+    char buf[48];
+    size_t len = fmt_real(buf, sizeof buf, d);
+    if (len == 0) {
+        w->err = 1;
+        return;
+    }
+    if (e && len <= sizeof e->text) {
+        e->bits = bits;
+        e->len = (uint8_t)len;
+        memcpy(e->text, buf, len);
+    }
     jw_raw(w, buf, len);
+}
+
+static void jw_real(jw *w, double d)
+{
+    jw_real_c(w, d, NULL);
 }
 
 static void jw_int(jw *w, long long v)
@@ -974,7 +1051,7 @@ typedef struct {
     size_t nslots, cap;
 } agg_state;
 
-static void acc_add(agg_state *a, int32_t key, double v)
+static inline void acc_add(agg_state *a, int32_t key, double v)
 {
     acc *s;
     if (key < 0) {
@@ -1087,8 +1164,10 @@ static json_t *agg_result(const agg_spec *spec, const agg_state *a, const rta_st
 }
 
 static void agg_text(jw *w, const agg_spec *spec, const agg_state *a, const rta_state *st,
-                     const rta_query_ctx *c)
+                     rta_query_ctx *c)
 {
+    if (!c->nums)
+        c->nums = rta_xcalloc(NUM_CACHE, sizeof(num_text));
     group_out *g = agg_groups(spec, a, st, c);
     JW_LIT(w, "{\"field\":");
     jw_str(w, field_names[spec->field]);
@@ -1106,7 +1185,7 @@ static void agg_text(jw *w, const agg_spec *spec, const agg_state *a, const rta_
         else
             JW_LIT(w, "null");
         JW_LIT(w, ",\"value\":");
-        jw_real(w, g[i].value);
+        jw_real_c(w, g[i].value, c->nums);
         JW_LIT(w, ",\"count\":");
         jw_int(w, (long long)g[i].s->count);
         JW_LIT(w, "}");
@@ -1317,8 +1396,28 @@ static void exec_run(const rta_query *q, const rta_state *st, rta_query_ctx *c, 
             a->slot_of = rta_xcalloc(ndomain ? ndomain : 1, sizeof(int32_t));
     }
 
-    row *rows = rta_xmalloc((ncand ? ncand : 1) * sizeof(row));
-    size_t nrows = 0;
+    const double *chv[3] = {NULL, NULL, NULL};
+    for (int w = 0; w < 3; w++)
+        if (need[w]) {
+            ensure_changes(c, w, now_ms);
+            chv[w] = c->ch[w].val;
+        }
+
+    /* The scan: filters, then one row (sort key + tie-breakers) per match. When the page ends
+     * early in a long list, only the first `want` rows are kept, in a bounded heap (a max-heap
+     * under row_cmp: the root sorts last among the kept ones), so most rows cost one compare;
+     * otherwise every row is kept and sorted afterwards. The matches' indices are kept for the
+     * aggregations. */
+    sort_ctx sc = {.st = st, .by_name = q->sort_field == F_NAME, .desc = q->sort_desc};
+    size_t want = q->offset + q->limit;
+    int use_heap = want > 0 && want <= ncand / 4;
+    size_t rows_cap = use_heap ? want : ncand;
+    row *rows = rta_xmalloc((rows_cap ? rows_cap : 1) * sizeof(row));
+    uint32_t *sel = q->naggs ? rta_xmalloc((ncand ? ncand : 1) * sizeof(uint32_t)) : NULL;
+    size_t nrows = 0, nkept = 0;
+    const double *sort_ch = q->sort_field >= F_CHANGE_1H && q->sort_field <= F_CHANGE_7D
+                                ? chv[q->sort_field - F_CHANGE_1H]
+                                : NULL;
     for (size_t k = 0; k < ncand; k++) {
         size_t idx = cand ? cand[k] : k;
         const pair_col *m = &c->cols[idx];
@@ -1328,35 +1427,12 @@ static void exec_run(const rta_query *q, const rta_state *st, rta_query_ctx *c, 
             continue;
         if (tvl_filter && !in_range(&q->tvl, m->tvl))
             continue;
-        double ch[3] = {NAN, NAN, NAN};
-        for (int w = 0; w < 3; w++)
-            if (need[w])
-                ch[w] = pair_change(c, idx, w, now_ms);
-        if (change_filter && !in_range(&q->change_24h, ch[1]))
+        if (change_filter && !in_range(&q->change_24h, chv[1][idx]))
             continue;
-
-        for (size_t i = 0; i < q->naggs; i++) {
-            const agg_spec *s = &q->aggs[i];
-            double v = s->field == F_TVL ? m->tvl : ch[s->field - F_CHANGE_1H];
-            int32_t key;
-            switch (s->group) {
-            case G_CHAIN:
-                key = (int32_t)m->chain;
-                break;
-            case G_PROTOCOL:
-                key = (int32_t)m->protocol;
-                break;
-            case G_CATEGORY:
-                key = m->cat;
-                break;
-            default:
-                key = -1;
-                break;
-            }
-            acc_add(&o->aggs[i], key, v);
-        }
-
-        row *r = &rows[nrows++];
+        if (sel)
+            sel[nrows] = (uint32_t)idx;
+        nrows++;
+        row tmp, *r = use_heap ? &tmp : &rows[nkept++];
         r->idx = (uint32_t)idx;
         r->prank = c->prank[m->protocol];
         r->crank = c->crank[m->chain];
@@ -1367,7 +1443,7 @@ static void exec_run(const rta_query *q, const rta_state *st, rta_query_ctx *c, 
         case F_CHANGE_1H:
         case F_CHANGE_24H:
         case F_CHANGE_7D:
-            r->key = ch[q->sort_field - F_CHANGE_1H];
+            r->key = sort_ch[idx];
             break;
         case F_UPDATED:
             r->key = (double)m->updated_ms;
@@ -1385,14 +1461,56 @@ static void exec_run(const rta_query *q, const rta_state *st, rta_query_ctx *c, 
             r->key = 0;
             break; /* F_NAME compares strings */
         }
+        if (use_heap) {
+            if (nkept < want) {
+                rows[nkept] = tmp;
+                heap_sift_up(rows, nkept++, &sc);
+            } else if (row_cmp(&tmp, &rows[0], &sc) < 0) {
+                rows[0] = tmp;
+                heap_sift_down(rows, nkept, 0, &sc);
+            }
+        }
     }
 
-    sort_ctx sc = {.st = st, .by_name = q->sort_field == F_NAME, .desc = q->sort_desc};
-    size_t want = q->offset + q->limit;
+    /* Aggregations over the matching rows, one tight loop each (before the rows are reordered;
+     * the order of additions is the scan order, as it always was). */
+    for (size_t i = 0; i < q->naggs; i++) {
+        const agg_spec *s = &q->aggs[i];
+        agg_state *a = &o->aggs[i];
+        const double *vals = s->field == F_TVL ? NULL : chv[s->field - F_CHANGE_1H];
+#define AGG_LOOP(KEY)                                                                              \
+    for (size_t k = 0; k < nrows; k++) {                                                           \
+        uint32_t idx = sel[k];                                                                     \
+        const pair_col *m = &c->cols[idx];                                                         \
+        acc_add(a, (KEY), vals ? vals[idx] : m->tvl);                                              \
+    }
+        switch (s->group) {
+        case G_CHAIN:
+            AGG_LOOP((int32_t)m->chain)
+            break;
+        case G_PROTOCOL:
+            AGG_LOOP((int32_t)m->protocol)
+            break;
+        case G_CATEGORY:
+            AGG_LOOP(m->cat)
+            break;
+        default:
+            AGG_LOOP(-1)
+            break;
+        }
+#undef AGG_LOOP
+    }
+
     o->rows = rows;
     o->nrows = nrows;
     o->first = q->offset;
-    o->have = q->offset < nrows ? order_rows(rows, nrows, want, &sc) : 0;
+    if (use_heap) {
+        qsort_r(rows, nkept, sizeof(row), row_cmp_q, &sc);
+        o->have = nkept;
+    } else {
+        o->have = q->offset < nkept ? order_rows(rows, nkept, want, &sc) : 0;
+    }
+    free(sel);
     if (o->have < o->first)
         o->have = o->first;
     free(cat_rank);
