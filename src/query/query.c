@@ -980,6 +980,16 @@ static inline int row_cmp(const row *a, const row *b, const sort_ctx *c)
     return (a->crank > b->crank) - (a->crank < b->crank);
 }
 
+/* 1 when a row with key a sorts strictly after one with key b, whatever their tie-breakers
+ * (row_cmp's order on keys alone). */
+static inline int key_after(double a, double b, int desc)
+{
+    int an = isnan(a), bn = isnan(b);
+    if (an || bn)
+        return an && !bn;
+    return desc ? a < b : a > b;
+}
+
 static int row_cmp_q(const void *a, const void *b, void *c)
 {
     return row_cmp(a, b, c);
@@ -1051,31 +1061,36 @@ typedef struct {
     size_t nslots, cap;
 } agg_state;
 
-static inline void acc_add(agg_state *a, int32_t key, double v)
+static inline acc *acc_slot(agg_state *a, int32_t key)
 {
-    acc *s;
-    if (key < 0) {
-        s = &a->slots[0];
-    } else {
-        int32_t *slot = &a->slot_of[key];
-        if (!*slot) {
-            if (a->nslots == a->cap) {
-                a->cap = a->cap ? a->cap * 2 : 16;
-                a->slots = rta_xrealloc(a->slots, a->cap * sizeof(acc));
-            }
-            a->slots[a->nslots] = (acc){.sum = 0, .min = INFINITY, .max = -INFINITY, .key = key};
-            *slot = (int32_t)++a->nslots;
+    if (key < 0)
+        return &a->slots[0];
+    int32_t *slot = &a->slot_of[key];
+    if (!*slot) {
+        if (a->nslots == a->cap) {
+            a->cap = a->cap ? a->cap * 2 : 16;
+            a->slots = rta_xrealloc(a->slots, a->cap * sizeof(acc));
         }
-        s = &a->slots[*slot - 1];
+        a->slots[a->nslots] = (acc){.sum = 0, .min = INFINITY, .max = -INFINITY, .key = key};
+        *slot = (int32_t)++a->nslots;
     }
-    if (isnan(v))
-        return;
-    s->sum += v;
-    if (v < s->min)
-        s->min = v;
-    if (v > s->max)
-        s->max = v;
-    s->count++;
+    return &a->slots[*slot - 1];
+}
+
+/* Unknown values (NaN) create the group but are not counted. min / max are kept only when the
+ * operation shows them (minmax). */
+static inline void acc_add(agg_state *a, int32_t key, double v, int minmax)
+{
+    acc *s = acc_slot(a, key);
+    int known = !isnan(v);
+    s->sum += known ? v : 0.0;
+    s->count += (size_t)known;
+    if (minmax && known) {
+        if (v < s->min)
+            s->min = v;
+        if (v > s->max)
+            s->max = v;
+    }
 }
 
 static double acc_value(const acc *s, int op)
@@ -1434,8 +1449,6 @@ static void exec_run(const rta_query *q, const rta_state *st, rta_query_ctx *c, 
         nrows++;
         row tmp, *r = use_heap ? &tmp : &rows[nkept++];
         r->idx = (uint32_t)idx;
-        r->prank = c->prank[m->protocol];
-        r->crank = c->crank[m->chain];
         switch (q->sort_field) {
         case F_TVL:
             r->key = m->tvl;
@@ -1449,10 +1462,10 @@ static void exec_run(const rta_query *q, const rta_state *st, rta_query_ctx *c, 
             r->key = (double)m->updated_ms;
             break;
         case F_PROTOCOL:
-            r->key = r->prank;
+            r->key = c->prank[m->protocol];
             break;
         case F_CHAIN:
-            r->key = r->crank;
+            r->key = c->crank[m->chain];
             break;
         case F_CATEGORY:
             r->key = cat_rank[m->cat];
@@ -1461,6 +1474,11 @@ static void exec_run(const rta_query *q, const rta_state *st, rta_query_ctx *c, 
             r->key = 0;
             break; /* F_NAME compares strings */
         }
+        /* A full heap rejects most rows on the key alone, before the tie-breakers are read. */
+        if (use_heap && nkept == want && !sc.by_name && key_after(r->key, rows[0].key, sc.desc))
+            continue;
+        r->prank = c->prank[m->protocol];
+        r->crank = c->crank[m->chain];
         if (use_heap) {
             if (nkept < want) {
                 rows[nkept] = tmp;
@@ -1478,11 +1496,12 @@ static void exec_run(const rta_query *q, const rta_state *st, rta_query_ctx *c, 
         const agg_spec *s = &q->aggs[i];
         agg_state *a = &o->aggs[i];
         const double *vals = s->field == F_TVL ? NULL : chv[s->field - F_CHANGE_1H];
+        int minmax = s->op == OP_MIN || s->op == OP_MAX;
 #define AGG_LOOP(KEY)                                                                              \
     for (size_t k = 0; k < nrows; k++) {                                                           \
         uint32_t idx = sel[k];                                                                     \
         const pair_col *m = &c->cols[idx];                                                         \
-        acc_add(a, (KEY), vals ? vals[idx] : m->tvl);                                              \
+        acc_add(a, (KEY), vals ? vals[idx] : m->tvl, minmax);                                      \
     }
         switch (s->group) {
         case G_CHAIN:
