@@ -533,11 +533,14 @@ typedef struct {
 
 /* One change column: values (dense, what scans read), their validity, and the validity of the
  * whole column (every entry valid for now in [from_ms, until_ms) unless dirty). */
+#define DIRTY_MAX 1024 /* touched pairs remembered per change column before a full pass */
 typedef struct {
     double *val;
     memo_entry *memo;
     int64_t from_ms, until_ms;
-    int dirty;
+    uint32_t dirty[DIRTY_MAX]; /* pairs touched since the last pass, when !all_dirty */
+    size_t ndirty;
+    int all_dirty; /* every entry must be checked (also: never computed) */
 } change_col;
 
 typedef struct {
@@ -691,8 +694,12 @@ static void ctx_read_pair(rta_query_ctx *c, const rta_state *st, size_t i, int32
     if (++m->gen == 0)
         m->gen = 1;
     for (int w = 0; w < 3; w++) {
-        c->ch[w].memo[i] = (memo_entry){.from_ms = INT64_MAX, .until_ms = INT64_MIN};
-        c->ch[w].dirty = 1;
+        change_col *col = &c->ch[w];
+        col->memo[i] = (memo_entry){.from_ms = INT64_MAX, .until_ms = INT64_MIN};
+        if (col->ndirty < DIRTY_MAX)
+            col->dirty[col->ndirty++] = (uint32_t)i;
+        else
+            col->all_dirty = 1;
     }
 }
 
@@ -769,22 +776,42 @@ static int64_t sec_floor_ms(int64_t ms)
     return s * 1000;
 }
 
+/* Recomputes entry i of column `which` when it does not hold at now_ms. */
+static inline void refresh_change(rta_query_ctx *c, change_col *col, int which, size_t i,
+                                  int64_t now_ms)
+{
+    memo_entry *e = &col->memo[i];
+    if (!(now_ms >= e->from_ms && now_ms < e->until_ms)) {
+        col->val[i] =
+            rta_pair_change_until(c->st->pairs[i], change_windows[which], now_ms, &e->until_ms);
+        e->from_ms = sec_floor_ms(now_ms); /* the history answers per whole second */
+    }
+}
+
 /* Brings change column `which` up to date for now_ms: the one place changes are computed (NaN
  * when unknown). Costs nothing when no pair was touched and no window edge was reached since
- * the last call; otherwise one pass over the validity entries, recomputing the stale ones. */
+ * the last call; only the touched pairs when the column's interval still holds; otherwise one
+ * pass over the validity entries, recomputing the stale ones. */
 static void ensure_changes(rta_query_ctx *c, int which, int64_t now_ms)
 {
     change_col *col = &c->ch[which];
-    if (!col->dirty && now_ms >= col->from_ms && now_ms < col->until_ms)
+    int in_time = now_ms >= col->from_ms && now_ms < col->until_ms;
+    if (in_time && !col->all_dirty) {
+        for (size_t k = 0; k < col->ndirty; k++) {
+            size_t i = col->dirty[k];
+            refresh_change(c, col, which, i, now_ms);
+            if (col->memo[i].from_ms > col->from_ms)
+                col->from_ms = col->memo[i].from_ms;
+            if (col->memo[i].until_ms < col->until_ms)
+                col->until_ms = col->memo[i].until_ms;
+        }
+        col->ndirty = 0;
         return;
+    }
     int64_t from = INT64_MIN, until = INT64_MAX;
     for (size_t i = 0; i < c->npairs; i++) {
-        memo_entry *e = &col->memo[i];
-        if (!(now_ms >= e->from_ms && now_ms < e->until_ms)) {
-            col->val[i] = rta_pair_change_until(c->st->pairs[i], change_windows[which], now_ms,
-                                                &e->until_ms);
-            e->from_ms = sec_floor_ms(now_ms); /* the history answers per whole second */
-        }
+        refresh_change(c, col, which, i, now_ms);
+        const memo_entry *e = &col->memo[i];
         if (e->from_ms > from)
             from = e->from_ms;
         if (e->until_ms < until)
@@ -792,7 +819,8 @@ static void ensure_changes(rta_query_ctx *c, int which, int64_t now_ms)
     }
     col->from_ms = from;
     col->until_ms = until;
-    col->dirty = 0;
+    col->ndirty = 0;
+    col->all_dirty = 0;
 }
 
 static double pair_change(rta_query_ctx *c, size_t i, int which, int64_t now_ms)
