@@ -806,7 +806,8 @@ int main(int argc, char **argv)
                                           ing[k].events_per_update));
     json_t *all =
         json_pack("{s:s,s:s,s:I,s:I,s:I,s:I,s:I,s:f,s:f,s:I,s:f,s:f,s:i,s:f,s:f,s:o,s:o}",
-                  "bench", "query", "mode", mode_names[mode], "live", (json_int_t)live_n, "seed", (json_int_t)so.seed, "protocols", (json_int_t)st->nprotocols, "chains",
+                  "bench", "query", "mode", mode_names[mode], "live", (json_int_t)live_n, "seed",
+                  (json_int_t)so.seed, "protocols", (json_int_t)st->nprotocols, "chains",
                   (json_int_t)st->nchains, "pairs", (json_int_t)st->npairs, "load_ms", load_ms,
                   "seconds_per_run", seconds_per_run, "state_bytes", (json_int_t)state_bytes,
                   "rss_loaded_mib", (double)rss_loaded / 1024.0, "rss_peak_mib",

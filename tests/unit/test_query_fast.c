@@ -49,7 +49,8 @@ static const char *const queries[] = {
     "{\"filters\":{\"protocols\":[\"odd\",\"proto-1\",\"proto-2\",\"nope\"]},"
     "\"sort\":{\"field\":\"name\"},\"aggregations\":[{\"operation\":\"count\","
     "\"group_by\":\"protocol\"}]}",
-    "{\"filters\":{\"chains\":[\"nowhere\"]},\"aggregations\":[{\"field\":\"tvl\",\"operation\":\"avg\"}]}",
+    "{\"filters\":{\"chains\":[\"nowhere\"]},"
+    "\"aggregations\":[{\"field\":\"tvl\",\"operation\":\"avg\"}]}",
 };
 #define NQ (sizeof queries / sizeof queries[0])
 
@@ -142,7 +143,8 @@ static void test_text_matches_json(void **state)
     rta_dbuf_init(&got, 1u << 20);
     assert_int_equal(rta_query_exec_text(q, st, ctx, now, &got), 0);
     rta_dbuf_append(&got, "", 1);
-    assert_non_null(strstr(got.data, "\"name\":\"Odd \\\"name\\\" \\\\ /\\n\\t\\u0001 \xc3\xa9\x7f\""));
+    assert_non_null(
+        strstr(got.data, "\"name\":\"Odd \\\"name\\\" \\\\ /\\n\\t\\u0001 \xc3\xa9\x7f\""));
     assert_non_null(strstr(got.data, "\"tvl\":1e21,"));
     assert_non_null(strstr(got.data, "\"tvl\":123456.789,"));
     /* a page that does not fit the buffer is an error, not a crash */
