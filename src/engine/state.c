@@ -537,8 +537,7 @@ double rta_pair_change(const rta_pair *p, int64_t window_s, int64_t now_ms)
     return change_over(&p->hist, p->tvl, window_s, now_ms);
 }
 
-double rta_pair_change_until(const rta_pair *p, int64_t window_s, int64_t now_ms,
-                             int64_t *until_ms)
+double rta_pair_change_until(const rta_pair *p, int64_t window_s, int64_t now_ms, int64_t *until_ms)
 {
     double old;
     int64_t until_s;

@@ -554,8 +554,8 @@ typedef struct {
 typedef struct {
     char *text;
     uint32_t len, cap;
-    uint32_t gen;   /* pair_col.gen the text was written for; 0 = none */
-    double ch[3];   /* the changes it shows */
+    uint32_t gen; /* pair_col.gen the text was written for; 0 = none */
+    double ch[3]; /* the changes it shows */
 } row_text;
 
 /* A real's text as jansson writes it: "%.17g" through glibc costs ~1 us, and aggregation
@@ -589,7 +589,7 @@ struct rta_query_ctx {
     cat_ent *cat_by_name;
     cat_ent **cats; /* id -> entry */
     size_t ncats, cap_cats;
-    rta_dbuf scratch; /* one row's text while it is written */
+    rta_dbuf scratch;      /* one row's text while it is written */
     struct num_text *nums; /* NUM_CACHE formatted reals, direct-mapped by their bits */
 };
 
@@ -1584,8 +1584,8 @@ json_t *rta_query_exec_ctx(const rta_query *q, const rta_state *st, rta_query_ct
     return res;
 }
 
-int rta_query_exec_text(const rta_query *q, const rta_state *st, rta_query_ctx *c,
-                        int64_t now_ms, rta_dbuf *out)
+int rta_query_exec_text(const rta_query *q, const rta_state *st, rta_query_ctx *c, int64_t now_ms,
+                        rta_dbuf *out)
 {
     exec_out o;
     exec_run(q, st, c, now_ms, &o);

@@ -211,8 +211,7 @@ static void test_ctx_incremental(void **state)
                 rta_event_unref(ev[e]);
         }
         char when[64];
-        snprintf(when, sizeof when, "round %d (now = t0 + %lld ms)", round,
-                 (long long)(now - t0));
+        snprintf(when, sizeof when, "round %d (now = t0 + %lld ms)", round, (long long)(now - t0));
         expect_all_equal(st, ctx, now, when);
         now += steps[rng % (sizeof steps / sizeof steps[0])];
     }
