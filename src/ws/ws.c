@@ -74,7 +74,7 @@ struct rta_ws {
     unsigned abort_pending : 1;
     unsigned failed : 1; /* protocol error: deliver nothing more */
     unsigned closed_notified : 1;
-    unsigned dead : 1; /* conn gone while busy: free when busy drops to 0 */
+    unsigned dead : 1;           /* conn gone while busy: free when busy drops to 0 */
     unsigned close_sent : 1;     /* a close frame of ours is queued: nothing may follow it */
     unsigned close_received : 1; /* the peer's close frame arrived */
     /* permessage-deflate */

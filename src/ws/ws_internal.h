@@ -41,15 +41,15 @@ typedef struct rta_ws__rx_cb {
 typedef struct rta_ws__rx {
     uint8_t hdr[14]; /* the frame header being read */
     uint8_t hlen;
-    uint8_t state;   /* header, payload, done (after a close or an error) */
+    uint8_t state; /* header, payload, done (after a close or an error) */
     uint8_t op, fin;
     uint8_t mask[4];
-    uint8_t msg_op;  /* 0 = no data message in progress, else 1 / 2 */
+    uint8_t msg_op; /* 0 = no data message in progress, else 1 / 2 */
     uint8_t msg_rsv1;
     uint8_t u8_need, u8_lo, u8_hi; /* incremental UTF-8 state of a text message */
     uint8_t allow_rsv1;
     uint8_t ctrl_len;
-    uint8_t *ctrl;   /* control payload, allocated only while such a frame is read */
+    uint8_t *ctrl;       /* control payload, allocated only while such a frame is read */
     uint64_t flen, left; /* current frame's payload length, bytes still to read */
     char *msg;           /* data message so far, allocated only while one is in progress */
     size_t msg_len, msg_cap;

@@ -119,8 +119,8 @@ static int on_message(void *ud, int op, int rsv1, const char *data, size_t len)
     }
     char *out;
     size_t olen;
-    int code = rta_ws__inflate(&f->inf, 15, f->no_ctx, MAX_MSG, (const uint8_t *)data, len, &out,
-                               &olen);
+    int code =
+        rta_ws__inflate(&f->inf, 15, f->no_ctx, MAX_MSG, (const uint8_t *)data, len, &out, &olen);
     if (code != 0) {
         if (code != 1007 && code != 1009 && code != 1011)
             abort();
