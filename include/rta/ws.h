@@ -1,11 +1,11 @@
 /*
- * WebSocket (RFC 6455) server connections on rta_net, framing by wslay.
+ * WebSocket (RFC 6455) server connections on rta_net, with rta's own frame parser.
  *
- * Receive: wslay's event API parses frames (masking required, fragmentation, control frames,
- * UTF-8 validation of text messages, max frame/message size) and answers pings and closes.
+ * Receive: src/ws/rx.c parses frames (masking required, fragmentation, control frames,
+ * UTF-8 validation of text messages, max frame/message size); pings and closes are answered.
  * Send: data frames are built by rta_ws_frame() into a refcounted buffer, ONCE per broadcast,
  * and the same buffer is queued on every subscriber (server frames are unmasked, so the bytes
- * are identical for everyone). Control frames (pong, close) go through wslay's own queue.
+ * are identical for everyone). Control frames (pong, close) are queued the same way.
  * Writes queued during one loop turn are flushed together with one writev (uv_check).
  *
  * permessage-deflate (RFC 7692, opt-in with rta_ws_options.permessage_deflate): the server

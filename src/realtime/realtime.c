@@ -42,8 +42,8 @@ typedef struct sub {
     size_t idx;        /* position in room->subs or in the threshold array */
     double threshold;  /* threshold subscriptions */
     char *protocol, *chain, *token;
-    char name[SUB_NAME_MAX];
     client *cl;
+    char name[]; /* the room name, allocated with the struct (most are short) */
 } sub;
 
 struct room {
@@ -59,7 +59,7 @@ struct client {
     rta_sio_socket *sio;
     rta_ws *ws;
     char key_id[RTA_KEY_ID_LEN + 1];
-    char user_id[129];
+    char *user_id;         /* owned copy, "" when the key has none */
     char tier[16];
     char transport[16];    /* metrics label, fixed at connect so increments and decrements match */
     char remote_ip[46];
@@ -407,14 +407,15 @@ static json_t *do_subscribe(rta_rt *rt, client *cl, json_t *payload, int audit)
         return json_pack("{s:b,s:o}", "ok", 0, "error",
                          error_obj("subscription_limit", msg, "type", "max_subscriptions"));
     }
-    sub *s = rta_xcalloc(1, sizeof *s);
+    size_t name_len = strlen(name);
+    sub *s = rta_xcalloc(1, sizeof *s + name_len + 1);
     s->type = sp.type;
     s->cl = cl;
     s->threshold = sp.threshold;
     s->protocol = rta_strdup(sp.protocol);
     s->chain = rta_strdup(sp.chain);
     s->token = rta_strdup(sp.token);
-    snprintf(s->name, sizeof s->name, "%s", name);
+    memcpy(s->name, name, name_len + 1);
     index_add(rt, s);
     cl->subs = rta_xrealloc(cl->subs, (cl->nsubs + 1) * sizeof *cl->subs);
     cl->subs[cl->nsubs++] = s;
@@ -730,7 +731,7 @@ static client *client_new(rta_rt *rt, client_kind kind, rta_key *key, const char
     cl->kind = kind;
     cl->rt = rt;
     snprintf(cl->key_id, sizeof cl->key_id, "%s", key->rec.id);
-    snprintf(cl->user_id, sizeof cl->user_id, "%s", key->rec.user_id);
+    cl->user_id = rta_strdup(key->rec.user_id ? key->rec.user_id : "");
     snprintf(cl->tier, sizeof cl->tier, "%s", key->rec.tier);
     snprintf(cl->remote_ip, sizeof cl->remote_ip, "%s", ip ? ip : "");
     const rta_tier *t = tier_of(rt, key->rec.tier);
@@ -804,6 +805,7 @@ static void client_free(rta_rt *rt, client *cl, const char *reason)
             cl->kind == CL_WS ? "ws" : "socket.io", "key_id", cl->key_id, "remote_ip",
             cl->remote_ip, "reason", reason,
             "connected_ms", (json_int_t)(rta_now_ms() - cl->connected_ms));
+    free(cl->user_id);
     free(cl);
 }
 
