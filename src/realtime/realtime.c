@@ -833,7 +833,7 @@ static int client_take_message(rta_rt *rt, client *cl)
 
 /* ---------- pacing: the event queue and catch-up from the log ---------- */
 
-#define PUMP_EVENTS 64        /* events fanned out per loop turn */
+#define PUMP_EVENTS 4096      /* events fanned out per loop turn (the byte budget binds first) */
 #define CATCH_READ 128        /* log entries a catching-up client reads per loop turn */
 #define CATCH_RETRY_MS 20
 
