@@ -4,11 +4,13 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# libwslay-dev: only for the load tools (tools/rta-bench.c, tools/ws-codec-bench.c); rtad
+# does not use it.
 DEB_PACKAGES=(
   build-essential cmake pkg-config clang libclang-rt-14-dev
   libuv1-dev libhttp-parser-dev libssl-dev libjansson-dev libsqlite3-dev
   libpq-dev libhiredis-dev libcurl4-openssl-dev libwslay-dev libinih-dev uthash-dev
-  libcmocka-dev nodejs npm openssl sqlite3 curl
+  libcmocka-dev zlib1g-dev nodejs npm openssl sqlite3 curl
   postgresql redis-server tzdata wrk
 )
 

@@ -3,9 +3,14 @@
  *
  * Builds the simulated DeFiLlama-sized universe (rta/simulator.h) with 7 days of hourly
  * history, exactly as `rtad --simulate` seeds a fresh state, then
- *  - runs a handful of representative POST /v1/query/advanced bodies through json_loads +
- *    rta_query_parse + rta_query_exec + json_dumps for a fixed time each, reporting per-query
- *    latency p50 / p99 / max and queries per second on one core (the caller pins the CPU);
+ *  - runs a handful of representative POST /v1/query/advanced bodies for a fixed time each,
+ *    reporting per-query latency p50 / p99 / max and queries per second on one core (the
+ *    caller pins the CPU), the way rtad answers a cache miss: json_loads + rta_query_parse,
+ *    then rta_query_exec_text with one long-lived rta_query_ctx (--mode text, the default).
+ *    --mode json: rta_query_exec_ctx + json_dumps with the long-lived context; --mode fresh:
+ *    rta_query_exec (a throw-away context per query) + json_dumps. --live N applies N TVL
+ *    updates to the state before every query (outside the timing), so that every query also
+ *    pays for bringing the context up to date;
  *  - applies pre-generated TVL updates with rta_state_apply_tvl in batches, with change events
  *    produced (min_change 0) and without (min_change too large to ever fire), and through the
  *    whole POST /v1/ingest body path (json_loads + rta_ingest_parse + apply);
@@ -49,7 +54,12 @@ typedef struct {
     size_t bytes;    /* response size */
 } query_result;
 
+enum { MODE_TEXT = 0, MODE_JSON, MODE_FRESH };
+static const char *const mode_names[] = {"text", "json", "fresh"};
+
 static double seconds_per_run = 3.0;
+static int mode = MODE_TEXT;
+static size_t live_n = 0;
 static int repeats = 3;
 static uint64_t seed = 42;
 
@@ -175,17 +185,32 @@ static int cmp_u64(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
-/* One timed run of a query body: parse + exec + encode, as the HTTP handler does on a miss. */
-static int run_query(const rta_state *st, const char *body, int64_t now_ms, double seconds,
-                     uint64_t *samples, uint64_t *cpu_samples, query_result *out)
+/* Called before every query, outside the timing (--live). */
+typedef void (*between_fn)(void *ud);
+
+/* One timed run of a query body: parse + exec + encode, as the HTTP handler does on a miss.
+ * The clock is the real one (rtad passes rta_now_ms()), so changes age as they would. */
+static int run_query(const rta_state *st, rta_query_ctx *ctx, const char *body, double seconds,
+                     uint64_t *samples, uint64_t *cpu_samples, query_result *out,
+                     between_fn between, void *between_ud)
 {
+    rta_dbuf text_buf;
+    rta_dbuf_init(&text_buf, 512u << 20);
     size_t n = 0;
     uint64_t t_start = rta_mono_ns(), limit_ns = (uint64_t)(seconds * 1e9), sum = 0;
     uint64_t cpu_start = thread_cpu_ns(), ph_parse = 0, ph_exec = 0, ph_encode = 0;
+    uint64_t skip_cpu = 0, skip_wall = 0; /* spent in between(): not the query's */
     long long total = -1;
     size_t bytes = 0;
     for (;;) {
+        if (between) {
+            uint64_t bc = thread_cpu_ns(), bw = rta_mono_ns();
+            between(between_ud);
+            skip_cpu += thread_cpu_ns() - bc;
+            skip_wall += rta_mono_ns() - bw;
+        }
         uint64_t c0 = thread_cpu_ns(), t0 = rta_mono_ns();
+        int64_t now_ms = rta_now_ms();
         json_error_t jerr;
         json_t *req = json_loads(body, 0, &jerr);
         json_t *errors = NULL;
@@ -196,20 +221,36 @@ static int run_query(const rta_state *st, const char *body, int64_t now_ms, doub
             fprintf(stderr, "rta-querybench: invalid query %s: %s\n", body, e ? e : jerr.text);
             free(e);
             json_decref(errors);
+            rta_dbuf_free(&text_buf);
             return -1;
         }
         uint64_t ca = thread_cpu_ns();
-        json_t *res = rta_query_exec(q, st, now_ms);
+        json_t *res = NULL;
+        char *text = NULL;
+        size_t len = 0;
+        if (mode == MODE_TEXT) {
+            rta_dbuf_reset(&text_buf);
+            if (rta_query_exec_text(q, st, ctx, now_ms, &text_buf) != 0)
+                abort();
+        } else {
+            res = mode == MODE_FRESH ? rta_query_exec(q, st, now_ms)
+                                     : rta_query_exec_ctx(q, st, ctx, now_ms);
+        }
         uint64_t cb = thread_cpu_ns();
-        char *text = json_dumps(res, JSON_COMPACT | JSON_PRESERVE_ORDER);
+        if (mode == MODE_TEXT)
+            len = text_buf.len; /* already encoded: the encode phase is empty */
+        else
+            len = strlen(text = json_dumps(res, JSON_COMPACT | JSON_PRESERVE_ORDER));
         uint64_t t1 = rta_mono_ns(), c1 = thread_cpu_ns();
         ph_parse += ca - c0;
         ph_exec += cb - ca;
         ph_encode += c1 - cb;
         if (n == 0) {
+            json_t *doc = res ? json_incref(res) : json_loadb(text_buf.data, len, 0, NULL);
             total = (long long)json_integer_value(
-                json_object_get(json_object_get(res, "meta"), "total"));
-            bytes = strlen(text);
+                json_object_get(json_object_get(doc, "meta"), "total"));
+            json_decref(doc);
+            bytes = len;
         }
         free(text);
         json_decref(res);
@@ -219,11 +260,12 @@ static int run_query(const rta_state *st, const char *body, int64_t now_ms, doub
             samples[n++] = t1 - t0;
         }
         sum += t1 - t0;
-        if (t1 - t_start >= limit_ns || n >= MAX_SAMPLES)
+        if (t1 - t_start - skip_wall >= limit_ns || n >= MAX_SAMPLES)
             break;
     }
-    double wall = (double)(rta_mono_ns() - t_start) / 1e9;
-    double cpu = (double)(thread_cpu_ns() - cpu_start) / 1e9;
+    rta_dbuf_free(&text_buf);
+    double wall = (double)(rta_mono_ns() - t_start - skip_wall) / 1e9;
+    double cpu = (double)(thread_cpu_ns() - cpu_start - skip_cpu) / 1e9;
     size_t i99 = (size_t)((double)n * 0.99) < n ? (size_t)((double)n * 0.99) : n - 1;
     qsort(samples, n, sizeof *samples, cmp_u64);
     qsort(cpu_samples, n, sizeof *cpu_samples, cmp_u64);
@@ -385,6 +427,38 @@ done:
     out->events_per_update = applied ? (double)events / (double)applied : 0;
 }
 
+/* --live: the next live_n updates of the set, each pass later in time and one cent off. */
+typedef struct {
+    rta_state *st;
+    const update_set *s;
+    size_t next;
+    int64_t base_ms;
+    size_t applied;
+} live_feed;
+
+static void live_step(void *ud)
+{
+    live_feed *f = ud;
+    rta_event *ev[2];
+    for (size_t k = 0; k < live_n; k++) {
+        if (f->next == f->s->n) {
+            f->next = 0;
+            f->base_ms += f->s->dt_ms[f->s->n - 1] + 1000;
+            pass_no++;
+        }
+        size_t j = f->next++;
+        rta_tvl_update u = {.protocol = f->s->protocol[j],
+                            .chain = f->s->chain[j],
+                            .tvl = pass_tvl(f->s->tvl[j]),
+                            .ts_ms = f->base_ms + f->s->dt_ms[j]};
+        size_t nout = 0;
+        rta_state_apply_tvl(f->st, &u, "bench", ev, 2, &nout);
+        for (size_t e = 0; e < nout; e++)
+            rta_event_unref(ev[e]);
+        f->applied++;
+    }
+}
+
 /* The POST /v1/ingest body path without HTTP: text -> json_loads -> rta_ingest_parse ->
  * rta_state_apply_tvl, batches of `batch` items. Timestamps are ISO-8601 strings as a client
  * would send. */
@@ -526,6 +600,7 @@ static void usage(void)
 {
     fprintf(stderr,
             "usage: rta-querybench [--seconds S] [--repeats N] [--seed N] [--no-ingest]\n"
+            "                      [--only QUERY] [--mode text|json|fresh] [--live N]\n"
             "       rta-querybench --dump-csv FILE | --top-protocols N | --print-queries\n");
 }
 
@@ -555,6 +630,19 @@ int main(int argc, char **argv)
             print_queries = 1;
         } else if (!strcmp(a, "--only") && v) {
             only = v;
+            i++;
+        } else if (!strcmp(a, "--mode") && v) {
+            mode = -1;
+            for (int k = 0; k < 3; k++)
+                if (!strcmp(v, mode_names[k]))
+                    mode = k;
+            if (mode < 0) {
+                usage();
+                return 2;
+            }
+            i++;
+        } else if (!strcmp(a, "--live") && v) {
+            live_n = strtoul(v, NULL, 10);
             i++;
         } else if (!strcmp(a, "--no-ingest")) {
             no_ingest = 1;
@@ -604,9 +692,16 @@ int main(int argc, char **argv)
     printf("load: %.0f ms; rta_state_bytes %.1f MiB; RSS %.1f MiB (before load %.1f MiB)\n",
            load_ms, (double)state_bytes / 1048576.0, (double)rss_loaded / 1024.0,
            (double)rss0 / 1024.0);
-    printf("queries: json_loads + rta_query_parse + rta_query_exec + json_dumps, one thread, "
-           "%.1f s x %d runs each (median run by q/s)\n",
-           seconds_per_run, repeats);
+    static const char *const mode_desc[] = {
+        "json_loads + rta_query_parse + rta_query_exec_text (long-lived context)",
+        "json_loads + rta_query_parse + rta_query_exec_ctx (long-lived context) + json_dumps",
+        "json_loads + rta_query_parse + rta_query_exec (fresh context) + json_dumps"};
+    printf("queries (mode %s): %s, one thread, %.1f s x %d runs each (median run by q/s)\n",
+           mode_names[mode], mode_desc[mode], seconds_per_run, repeats);
+    if (live_n)
+        printf("live: %zu TVL updates applied before every query (not timed; the query pays for "
+               "catching up)\n",
+               live_n);
     printf("(wall = elapsed time; cpu = this thread's CPU time, which other processes on a shared "
            "machine do not inflate)\n");
     printf("%-16s %6s %8s %8s %8s %8s %8s %9s %9s %7s\n", "query", "total", "p50 us", "p99 us",
@@ -620,19 +715,25 @@ int main(int argc, char **argv)
     uint64_t *samples = rta_xmalloc(MAX_SAMPLES * sizeof *samples);
     uint64_t *cpu_samples = rta_xmalloc(MAX_SAMPLES * sizeof *cpu_samples);
     query_result med[MAX_QUERIES];
+    rta_query_ctx *ctx = rta_query_ctx_new();
+    update_set live_set;
+    live_feed feed = {.st = st, .s = &live_set, .base_ms = now + 1000};
+    memset(&live_set, 0, sizeof live_set);
+    if (live_n)
+        generate_updates(sim, now + 1000, &live_set);
     for (size_t i = 0; i < nq; i++) {
         query_result runs[100];
         memset(&med[i], 0, sizeof med[i]);
         if (only && strcmp(only, qs[i].name) != 0)
             continue;
         for (int r = 0; r < repeats; r++)
-            if (run_query(st, qs[i].body, now, seconds_per_run, samples, cpu_samples, &runs[r]) !=
-                0) {
+            if (run_query(st, ctx, qs[i].body, seconds_per_run, samples, cpu_samples, &runs[r],
+                          live_n ? live_step : NULL, &feed) != 0) {
                 rc = 1;
-                free(samples);
-                free(cpu_samples);
-                goto out;
+                break;
             }
+        if (rc)
+            break;
         qsort(runs, (size_t)repeats, sizeof runs[0], cmp_result_qps);
         med[i] = runs[repeats / 2];
         printf("%-16s %6lld %8.1f %8.1f %8.1f %8.1f %8.1f %9.0f %9.0f %7zu\n", qs[i].name,
@@ -643,6 +744,13 @@ int main(int argc, char **argv)
     }
     free(samples);
     free(cpu_samples);
+    rta_query_ctx_free(ctx);
+    update_set_free(&live_set);
+    if (rc)
+        goto out;
+    long rss_queries = proc_status_kb("VmRSS");
+    printf("memory after the queries (context included): RSS %.1f MiB\n",
+           (double)rss_queries / 1024.0);
 
     ingest_result ing[3] = {{0}};
     const char *ing_names[3] = {"apply_events", "apply_no_events", "ingest_json_events"};
@@ -697,8 +805,9 @@ int main(int argc, char **argv)
                                           "cpu_updates_per_s", ing[k].cpu_ups, "events_per_update",
                                           ing[k].events_per_update));
     json_t *all =
-        json_pack("{s:s,s:I,s:I,s:I,s:I,s:f,s:f,s:I,s:f,s:f,s:i,s:f,s:f,s:o,s:o}", "bench", "query",
-                  "seed", (json_int_t)so.seed, "protocols", (json_int_t)st->nprotocols, "chains",
+        json_pack("{s:s,s:s,s:I,s:I,s:I,s:I,s:I,s:f,s:f,s:I,s:f,s:f,s:i,s:f,s:f,s:o,s:o}",
+                  "bench", "query", "mode", mode_names[mode], "live", (json_int_t)live_n, "seed",
+                  (json_int_t)so.seed, "protocols", (json_int_t)st->nprotocols, "chains",
                   (json_int_t)st->nchains, "pairs", (json_int_t)st->npairs, "load_ms", load_ms,
                   "seconds_per_run", seconds_per_run, "state_bytes", (json_int_t)state_bytes,
                   "rss_loaded_mib", (double)rss_loaded / 1024.0, "rss_peak_mib",

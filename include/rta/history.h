@@ -49,6 +49,12 @@ int rta_history_value_at(const rta_history *h, int64_t ts_s, double *out);
  * Lets a caller measure a change over a window longer than the series' life. */
 int rta_history_first(const rta_history *h, int64_t *ts_s, double *value);
 
+/* rta_history_value_at, and *until_s: a time > ts_s such that the answer (the value, or that
+ * there is none) is the same at every time in [ts_s, *until_s) as long as nothing new is
+ * recorded: the time of the first point after ts_s that could take over (INT64_MAX when none).
+ * Lets a reader cache a "value as of now - window" until the window edge reaches a new point. */
+int rta_history_value_at_until(const rta_history *h, int64_t ts_s, double *out, int64_t *until_s);
+
 /* Bytes one history uses once allocated (for docs and metrics). */
 size_t rta_history_bytes(void);
 

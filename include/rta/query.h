@@ -28,6 +28,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "rta/buf.h"
 #include "rta/state.h"
 
 #define RTA_QUERY_MAX_LIST 1000 /* entries in protocols/chains/categories filters */
@@ -51,8 +52,10 @@ const char *rta_query_canonical(const rta_query *q);
 json_t *rta_query_exec(const rta_query *q, const rta_state *st, int64_t now_ms);
 
 /* Execution context: dense mirrors of the state (pair values, slug/chain ranks, categories,
- * memoized changes) that make repeated scans cheap. They are refreshed when st->version moves,
- * so between updates a query reads only the context. Use one context per state, on the
+ * memoized changes, written rows) that make repeated scans cheap. Only the pairs the state's
+ * journal names as touched since the last query are re-read, and a change is recomputed only
+ * when its pair was touched or its window edge reached a new history point, so between
+ * updates a query reads only the context. Use one context per state, on the
  * state's thread, and free it before (or with) the state. */
 typedef struct rta_query_ctx rta_query_ctx;
 
@@ -62,6 +65,13 @@ void rta_query_ctx_free(rta_query_ctx *c);
 /* rta_query_exec with a long-lived context (the fast path for a server). */
 json_t *rta_query_exec_ctx(const rta_query *q, const rta_state *st, rta_query_ctx *ctx,
                            int64_t now_ms);
+
+/* The fast path for a server: the same result as json_dumps(rta_query_exec_ctx(...),
+ * JSON_COMPACT | JSON_PRESERVE_ORDER), byte for byte, appended to out without building jansson
+ * objects (rows are written once and reused from the context while unchanged). Returns 0, or
+ * -1 when out hit its maximum (out then holds a partial text). */
+int rta_query_exec_text(const rta_query *q, const rta_state *st, rta_query_ctx *ctx,
+                        int64_t now_ms, rta_dbuf *out);
 
 /* ---- result cache: canonical query + data version -> encoded body ---- */
 typedef struct rta_query_cache rta_query_cache;

@@ -44,6 +44,7 @@ typedef struct rta_rt_options {
     uint64_t ws_idle_timeout_ms;   /* plain WS: close when silent this long (default 120000) */
     uint64_t ping_interval_ms;     /* Engine.IO (default 25000) */
     uint64_t ping_timeout_ms;      /* Engine.IO (default 20000) */
+    int permessage_deflate;        /* plain WS: accept permessage-deflate offers (default 0) */
     const rta_tier *tiers;         /* RTA_TIER_COUNT entries, borrowed for the hub's life */
 } rta_rt_options;
 
@@ -63,6 +64,9 @@ int rta_rt_handle_http(rta_rt *rt, rta_http_req *req);
  * Returns 1 when taken, 0 when the path is not a realtime one. */
 int rta_rt_handle_upgrade(rta_rt *rt, rta_http_req *req, rta_conn *conn, const char *leftover,
                           size_t len);
+/* Closes every realtime connection made with this key (it was revoked): Socket.IO clients get
+ * a server disconnect, plain WS clients close 1008 "key revoked". */
+void rta_rt_revoke_key(rta_rt *rt, const char *key_id);
 /* Emits `event` with payload (borrowed) to every live connection of the user: Socket.IO
  * clients get it as an event, plain WS clients as {"type":event,"data":payload}. */
 void rta_rt_notify_user(rta_rt *rt, const char *user_id, const char *event, json_t *payload);
@@ -71,6 +75,8 @@ void rta_rt_shutdown(rta_rt *rt);
 
 /* Engine.IO sessions and plain WebSocket clients still open (shutdown waits for 0). */
 size_t rta_rt_open_sessions(const rta_rt *rt);
+/* The Engine.IO/Socket.IO server's protocol counters (for /metrics). */
+const struct rta_sio_stats *rta_rt_sio_stats(const rta_rt *rt);
 /* Counts for metrics and health. */
 typedef struct rta_rt_stats {
     size_t clients_sio, clients_ws;

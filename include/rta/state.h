@@ -31,6 +31,7 @@ typedef struct rta_pair {
     int64_t data_ts_ms;  /* timestamp of the current value */
     int64_t updated_ms;  /* wall clock when it last changed */
     rta_history hist;
+    uint32_t index;      /* position in rta_state.pairs */
 } rta_pair;
 
 struct rta_protocol {
@@ -67,7 +68,17 @@ typedef struct rta_state {
     rta_token **tokens;       size_t ntokens, cap_tokens;
     uint64_t version;         /* bumped by every applied change: the query cache key */
     void *index;              /* private hash indexes */
+    /* Journal of touched pairs, for incremental readers (the query engine's context): the
+     * rta_pair.index of every pair whose value, timestamps, history or protocol metadata
+     * changed (new pairs included), oldest first, in a ring of RTA_STATE_JOURNAL entries.
+     * journal_seq counts every entry ever written; entry k is journal[k % RTA_STATE_JOURNAL].
+     * A reader that has consumed entries [0, s) re-reads the pairs of [s, journal_seq) when
+     * journal_seq - s <= RTA_STATE_JOURNAL, and everything otherwise. NULL until first use. */
+    uint32_t *journal;
+    uint64_t journal_seq;
 } rta_state;
+
+#define RTA_STATE_JOURNAL 8192
 
 /* One TVL update as accepted by ingest (strings borrowed for the call). */
 typedef struct rta_tvl_update {
@@ -125,6 +136,11 @@ rta_token *rta_state_find_token(const rta_state *st, const char *token);
 double rta_pair_change(const rta_pair *p, int64_t window_s, int64_t now_ms);
 double rta_protocol_change(const rta_protocol *p, int64_t window_s, int64_t now_ms);
 double rta_token_change(const rta_token *t, int64_t window_s, int64_t now_ms);
+/* rta_pair_change, and *until_ms: the value stays the same for every now in
+ * [now_ms, *until_ms) as long as the pair is not touched (see rta_state.journal); INT64_MAX when
+ * only a touch can change it. */
+double rta_pair_change_until(const rta_pair *p, int64_t window_s, int64_t now_ms,
+                             int64_t *until_ms);
 
 /* Approximate bytes held by the state (for metrics and docs). */
 size_t rta_state_bytes(const rta_state *st);

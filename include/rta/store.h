@@ -245,6 +245,9 @@ int rta_store_start(rta_store *s, uv_loop_t *loop, size_t max_queue);
 /* Queues a job. Returns 0, or -1 when the queue is full (the caller answers 503), the store
  * was not started, or it is closing. Loop thread only. */
 int rta_store_submit(rta_store *s, rta_store_job *job);
+/* For work that must not be lost once decided (alert triggers): may use up to 4x max_queue,
+ * so ordinary traffic filling the queue cannot crowd it out. Same returns. */
+int rta_store_submit_critical(rta_store *s, rta_store_job *job);
 /* Jobs queued and not yet done. */
 size_t rta_store_pending(const rta_store *s);
 /* Runs every queued job, stops the thread (done callbacks of the last jobs run from here, on

@@ -1,12 +1,19 @@
 /*
- * WebSocket (RFC 6455) server connections on rta_net, framing by wslay.
+ * WebSocket (RFC 6455) server connections on rta_net, with rta's own frame parser.
  *
- * Receive: wslay's event API parses frames (masking required, fragmentation, control frames,
- * UTF-8 validation of text messages, max frame/message size) and answers pings and closes.
+ * Receive: src/ws/rx.c parses frames (masking required, fragmentation, control frames,
+ * UTF-8 validation of text messages, max frame/message size); pings and closes are answered.
  * Send: data frames are built by rta_ws_frame() into a refcounted buffer, ONCE per broadcast,
  * and the same buffer is queued on every subscriber (server frames are unmasked, so the bytes
- * are identical for everyone). Control frames (pong, close) go through wslay's own queue.
+ * are identical for everyone). Control frames (pong, close) are queued the same way.
  * Writes queued during one loop turn are flushed together with one writev (uv_check).
+ *
+ * permessage-deflate (RFC 7692, opt-in with rta_ws_options.permessage_deflate): the server
+ * always answers server_no_context_takeover, so a compressed server message depends on nothing
+ * sent before it and a broadcast can still be compressed ONCE (rta_ws_frame_deflated) and the
+ * same bytes queued on every subscriber that negotiated the extension (rta_ws_send_frames picks
+ * the right one per ws). Compressed client messages are inflated (with the client's context
+ * takeover when it uses it) before on_message; max_message_bytes applies to the inflated size.
  *
  * Backpressure: each ws has a byte cap on what it has queued but the kernel has not taken
  * (pending + in flight). rta_ws_send_frame returns RTA_WS_FULL when a frame would pass it; the
@@ -44,7 +51,7 @@ typedef struct rta_ws_options {
     size_t max_queued_bytes;   /* send backpressure cap (default 1 MiB) */
     uint64_t close_timeout_ms; /* wait for the peer's close frame (default 5000) */
     uint64_t idle_timeout_ms;  /* 0 = none; any frame received resets it */
-    int permessage_deflate;    /* reserved: compression is not implemented, never accepted */
+    int permessage_deflate;    /* 1: accept a permessage-deflate offer (default 0) */
     const char *subprotocol;   /* NULL = none */
 } rta_ws_options;
 
@@ -74,10 +81,22 @@ rta_conn *rta_ws_conn(const rta_ws *ws);
 
 /* A complete server frame (FIN set, unmasked) holding payload. refcnt 1. */
 rta_rbuf *rta_ws_frame(int opcode, const void *payload, size_t len);
-/* Queues a prebuilt frame (takes a reference). RTA_WS_OK, RTA_WS_FULL (not queued) or
+/* Queues a prebuilt frame as is (takes a reference): a plain frame, or a compressed one only
+ * on a ws where rta_ws_deflate_enabled(). RTA_WS_OK, RTA_WS_FULL (not queued) or
  * RTA_WS_CLOSED. */
 int rta_ws_send_frame(rta_ws *ws, rta_rbuf *frame);
-/* Convenience: frames and queues one message (copying data). Same returns. */
+/* The same message compressed (RFC 7692: raw deflate, sync-flush tail removed, RSV1 set; no
+ * context used, so valid for every ws that negotiated permessage-deflate). refcnt 1. NULL when
+ * compression would not make the frame smaller (send the plain frame) or zlib failed. */
+rta_rbuf *rta_ws_frame_deflated(int opcode, const void *payload, size_t len);
+/* Queues deflated (may be NULL) when ws negotiated permessage-deflate and may read it, else
+ * plain; both must hold the same message (plain from rta_ws_frame, deflated from
+ * rta_ws_frame_deflated). Same returns as rta_ws_send_frame. */
+int rta_ws_send_frames(rta_ws *ws, rta_rbuf *plain, rta_rbuf *deflated);
+/* 1 when permessage-deflate was negotiated on ws. */
+int rta_ws_deflate_enabled(const rta_ws *ws);
+/* Convenience: frames and queues one message (copying data; compressed when ws negotiated
+ * permessage-deflate and it helps). Same returns. */
 int rta_ws_send(rta_ws *ws, int opcode, const void *data, size_t len);
 /* Bytes queued and not yet taken by the kernel. */
 size_t rta_ws_queued_bytes(const rta_ws *ws);

@@ -16,12 +16,19 @@
  * about the protocol's total TVL; a condition naming another series reads that series from
  * the state as it is (it did not move with this event, so it cannot "cross").
  *
- * Bucket entries are 32-byte records in one array per bucket, holding the first condition
- * (metric, operator, threshold) and the number of series of that rule that are firing: the
- * hot loop decides "first condition false and nothing firing" from the array alone, without
- * touching the rule or any hash. Values of the event's series (current, previous, change over a
- * window) are computed once per event and memoised. Evaluation allocates only when a new
+ * Inside a bucket, rules are grouped by their first condition's metric, operator and window,
+ * and each group is an array of 32-byte entries sorted by threshold. Every operator but eq
+ * holds for one contiguous range of thresholds (gt: th < v; lt: th > v; change_pct:
+ * th <= |change|; crosses_above: prev <= th < v; crosses_below: v < th <= prev), so a group
+ * costs one metric computation and a binary search, plus the work for the rules that hold;
+ * eq groups are scanned. Values of the event's series (current, previous, change over a window)
+ * are computed once per event and memoised. Evaluation allocates only when a new
  * (rule, series) state appears (and when a series name is first seen).
+ *
+ * Firing states are linked per series. After the buckets of a series are evaluated, the firing
+ * states of that series that were not confirmed by this evaluation are resolved: every rule with
+ * a state for the series sits in a bucket evaluated for every event of the series, so "not
+ * confirmed" means "no longer holds". Rules that do not hold cost nothing beyond the search.
  *
  * Previous values (crosses_*) come from the event itself: the event's previous value for a pair
  * or token; for a protocol total, total - (current - previous) of the pair that moved. A
@@ -48,6 +55,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#define HASH_FUNCTION HASH_FNV /* cheaper than the default Jenkins hash for 16-byte keys */
 #include <uthash.h>
 
 #define MAX_STATES 2000000
@@ -58,31 +66,38 @@ typedef struct bucket bucket;
 typedef struct rule_ent rule_ent;
 typedef struct rstate rstate;
 
-/* One rule in a bucket: its first condition, inline. */
+/* One rule in a group: its first condition's threshold, inline. */
 typedef struct {
     double threshold;
-    double param;        /* eq: tolerance; change_pct: window seconds */
+    double tolerance; /* eq */
     rule_ent *re;
-    uint32_t nfiring;    /* series of this rule in the firing state */
-    uint8_t metric, op;
-    uint8_t single;      /* one condition only */
-    uint8_t edge;        /* has a crossing condition */
+    uint8_t single; /* one condition only */
+    uint8_t edge;   /* has a crossing condition */
 } bent;
+
+/* The rules of a bucket whose first condition has the same metric, operator and window, sorted
+ * by threshold: all but eq hold for one contiguous range of thresholds. */
+typedef struct {
+    uint8_t metric, op;
+    int64_t window; /* change_pct: seconds; else 0 */
+    bent *v;
+    size_t n, cap;
+} group;
 
 struct bucket {
     char *key;
-    bent *v;
-    size_t n, cap;
+    group *g;
+    size_t ng, capg;
+    size_t n; /* rules in all groups */
     UT_hash_handle hh;
 };
 
 struct rule_ent {
     rta_alert_rule *rule;
-    uint64_t seq;        /* unique per put: the state key */
-    bucket *bucket;      /* NULL when inactive */
-    size_t pos;          /* index in bucket->v */
-    rstate *states;      /* this rule's states (list through next) */
-    UT_hash_handle hh;   /* by rule id */
+    uint64_t seq;      /* unique per put: the state key */
+    bucket *bucket;    /* NULL when inactive */
+    rstate *states;    /* this rule's states (list through next) */
+    UT_hash_handle hh; /* by rule id */
 };
 
 typedef struct {
@@ -90,21 +105,28 @@ typedef struct {
     uint64_t series_id;
 } state_key;
 
+typedef struct series_ent series_ent;
+
 struct rstate {
     state_key key;
-    rstate *next;        /* in the rule's list */
+    rule_ent *re;
+    series_ent *se;
+    rstate *next;             /* in the rule's list */
+    rstate *fprev, *fnext;    /* in the series' firing list while firing */
     int64_t last_notified_ms; /* INT64_MIN = never */
     uint64_t last_offset;
+    uint64_t touched; /* evaluation sequence in which the rule last held */
     bool firing;
-    bool notified;       /* the current firing was notified */
+    bool notified; /* the current firing was notified */
     UT_hash_handle hh;
 };
 
-typedef struct {
+struct series_ent {
     char *name;
     uint64_t id;
+    rstate *firing; /* level states of this series that are firing */
     UT_hash_handle hh;
-} series_ent;
+};
 
 typedef struct {
     char *user_id;
@@ -113,13 +135,14 @@ typedef struct {
 } user_ent;
 
 struct rta_alert_engine {
-    rule_ent *rules;     /* by id */
-    bucket *buckets;     /* by key */
-    rstate *states;      /* by (rule seq, series id) */
-    series_ent *series;  /* by name */
+    rule_ent *rules;    /* by id */
+    bucket *buckets;    /* by key */
+    rstate *states;     /* by (rule seq, series id) */
+    series_ent *series; /* by name */
     user_ent *users;
     size_t nrules, nactive, nstates;
     uint64_t next_seq, next_series;
+    uint64_t eval_seq; /* bumped per evaluate call */
 };
 
 /* ---- values of one series as of the event ---- */
@@ -129,10 +152,11 @@ enum { SER_NONE = 0, SER_PAIR, SER_PROTO, SER_TOKEN };
 typedef struct {
     int kind;
     bool ready;
-    const rta_history *hist;  /* NULL: no history (changes unknown) */
-    double cur, prev;         /* prev NaN when unknown (or unmoved: == cur) */
-    char name[KEY_MAX];       /* series name */
-    int64_t series_id;        /* -1 = not looked up, -2 = not interned */
+    const rta_history *hist; /* NULL: no history (changes unknown) */
+    double cur, prev;        /* prev NaN when unknown (or unmoved: == cur) */
+    char name[KEY_MAX];      /* series name */
+    series_ent *se;          /* interned name (NULL until looked up or when unknown) */
+    bool se_looked;
     int nmemo;
     int64_t memo_win[MEMO_N];
     double memo_cur[MEMO_N], memo_prev[MEMO_N];
@@ -262,7 +286,8 @@ static serctx *ev_series(evctx *x, int kind)
     if (s->ready)
         return s;
     s->ready = true;
-    s->series_id = -1;
+    s->se = NULL;
+    s->se_looked = false;
     s->nmemo = 0;
     double eprev = e->has_previous ? e->previous : NAN;
     if (kind == SER_PAIR) {
@@ -302,7 +327,8 @@ static void aux_init(serctx *s)
 {
     s->ready = true;
     s->nmemo = 0;
-    s->series_id = -1;
+    s->se = NULL;
+    s->se_looked = false;
 }
 
 /* The series a non-first condition is about: one of the event's, or aux read from the state.
@@ -367,10 +393,10 @@ static bool rest_hold(evctx *x, const rta_alert_rule *r)
 
 /* ---- series names and states ---- */
 
-static int64_t series_lookup(rta_alert_engine *eng, serctx *s, bool create)
+static series_ent *series_get(rta_alert_engine *eng, serctx *s, bool create)
 {
-    if (s->series_id >= 0 || (s->series_id == -2 && !create))
-        return s->series_id;
+    if (s->se || (s->se_looked && !create))
+        return s->se;
     series_ent *se = NULL;
     HASH_FIND_STR(eng->series, s->name, se);
     if (se == NULL && create) {
@@ -379,27 +405,28 @@ static int64_t series_lookup(rta_alert_engine *eng, serctx *s, bool create)
         se->id = eng->next_series++;
         HASH_ADD_KEYPTR(hh, eng->series, se->name, strlen(se->name), se);
     }
-    s->series_id = se ? (int64_t)se->id : -2;
-    return s->series_id;
+    s->se_looked = true;
+    s->se = se;
+    return se;
 }
 
-static rstate *state_find(rta_alert_engine *eng, uint64_t seq, int64_t sid)
+static rstate *state_find(rta_alert_engine *eng, uint64_t seq, const series_ent *se)
 {
-    if (sid < 0)
-        return NULL;
-    state_key k = {seq, (uint64_t)sid};
+    state_key k = {seq, se->id};
     rstate *st = NULL;
     HASH_FIND(hh, eng->states, &k, sizeof k, st);
     return st;
 }
 
-static rstate *state_create(rta_alert_engine *eng, rule_ent *re, uint64_t sid)
+static rstate *state_create(rta_alert_engine *eng, rule_ent *re, series_ent *se)
 {
     if (eng->nstates >= MAX_STATES)
         return NULL;
     rstate *st = rta_xcalloc(1, sizeof *st);
     st->key.rule_seq = re->seq;
-    st->key.series_id = sid;
+    st->key.series_id = se->id;
+    st->re = re;
+    st->se = se;
     st->last_notified_ms = INT64_MIN;
     st->next = re->states;
     re->states = st;
@@ -408,11 +435,35 @@ static rstate *state_create(rta_alert_engine *eng, rule_ent *re, uint64_t sid)
     return st;
 }
 
+static void set_firing(rstate *st, bool firing)
+{
+    if (st->firing == firing)
+        return;
+    st->firing = firing;
+    series_ent *se = st->se;
+    if (firing) {
+        st->fprev = NULL;
+        st->fnext = se->firing;
+        if (se->firing)
+            se->firing->fprev = st;
+        se->firing = st;
+    } else {
+        if (st->fprev)
+            st->fprev->fnext = st->fnext;
+        else
+            se->firing = st->fnext;
+        if (st->fnext)
+            st->fnext->fprev = st->fprev;
+        st->fprev = st->fnext = NULL;
+    }
+}
+
 static void states_drop(rta_alert_engine *eng, rule_ent *re)
 {
     rstate *st = re->states;
     while (st) {
         rstate *next = st->next;
+        set_firing(st, false);
         HASH_DEL(eng->states, st);
         free(st);
         eng->nstates--;
@@ -441,6 +492,33 @@ static bool rule_is_edge(const rta_alert_rule *r)
     return false;
 }
 
+static int64_t cond_window(const rta_alert_condition *c)
+{
+    return c->op == RTA_OP_CHANGE_PCT ? c->time_window_s : 0;
+}
+
+/* First index in g with threshold >= x (strict: > x). */
+static size_t lower_bound(const group *g, double x, bool strict)
+{
+    size_t lo = 0, hi = g->n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (strict ? g->v[mid].threshold <= x : g->v[mid].threshold < x)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
+static group *group_find(bucket *b, const rta_alert_condition *c)
+{
+    for (size_t i = 0; i < b->ng; i++)
+        if (b->g[i].metric == c->metric && b->g[i].op == c->op && b->g[i].window == cond_window(c))
+            return &b->g[i];
+    return NULL;
+}
+
 static void index_add(rta_alert_engine *eng, rule_ent *re)
 {
     const rta_alert_rule *r = re->rule;
@@ -454,22 +532,31 @@ static void index_add(rta_alert_engine *eng, rule_ent *re)
         b->key = rta_strdup(key);
         HASH_ADD_KEYPTR(hh, eng->buckets, b->key, strlen(b->key), b);
     }
-    if (b->n == b->cap) {
-        b->cap = b->cap ? b->cap * 2 : 4;
-        b->v = rta_xrealloc(b->v, b->cap * sizeof *b->v);
+    group *g = group_find(b, c);
+    if (g == NULL) {
+        if (b->ng == b->capg) {
+            b->capg = b->capg ? b->capg * 2 : 2;
+            b->g = rta_xrealloc(b->g, b->capg * sizeof *b->g);
+        }
+        g = &b->g[b->ng++];
+        *g = (group){.metric = (uint8_t)c->metric, .op = (uint8_t)c->op, .window = cond_window(c)};
     }
-    b->v[b->n] = (bent){
+    if (g->n == g->cap) {
+        g->cap = g->cap ? g->cap * 2 : 4;
+        g->v = rta_xrealloc(g->v, g->cap * sizeof *g->v);
+    }
+    size_t at = lower_bound(g, c->threshold, true);
+    memmove(&g->v[at + 1], &g->v[at], (g->n - at) * sizeof *g->v);
+    g->v[at] = (bent){
         .threshold = c->threshold,
-        .param = c->op == RTA_OP_EQ ? c->tolerance : (double)c->time_window_s,
+        .tolerance = c->tolerance,
         .re = re,
-        .nfiring = 0,
-        .metric = (uint8_t)c->metric,
-        .op = (uint8_t)c->op,
         .single = r->nconditions == 1,
         .edge = rule_is_edge(r),
     };
+    g->n++;
+    b->n++;
     re->bucket = b;
-    re->pos = b->n++;
 }
 
 static void index_remove(rta_alert_engine *eng, rule_ent *re)
@@ -477,14 +564,25 @@ static void index_remove(rta_alert_engine *eng, rule_ent *re)
     bucket *b = re->bucket;
     if (b == NULL)
         return;
-    b->v[re->pos] = b->v[--b->n];
-    if (re->pos < b->n)
-        b->v[re->pos].re->pos = re->pos;
+    const rta_alert_condition *c = &re->rule->conditions[0];
+    group *g = group_find(b, c);
+    size_t i = g ? lower_bound(g, c->threshold, false) : 0;
+    while (g && i < g->n && g->v[i].re != re)
+        i++;
+    if (g && i < g->n) {
+        memmove(&g->v[i], &g->v[i + 1], (g->n - i - 1) * sizeof *g->v);
+        g->n--;
+        b->n--;
+        if (g->n == 0) {
+            free(g->v);
+            *g = b->g[--b->ng];
+        }
+    }
     re->bucket = NULL;
     if (b->n == 0) {
         HASH_DEL(eng->buckets, b);
         free(b->key);
-        free(b->v);
+        free(b->g);
         free(b);
     }
 }
@@ -601,26 +699,21 @@ size_t rta_alert_engine_user_count(const rta_alert_engine *eng, const char *user
     return ue ? ue->n : 0;
 }
 
-void rta_alert_engine_restore_state(rta_alert_engine *eng, const char *rule_id,
-                                    const char *series, bool firing, int64_t last_notified_ms)
+void rta_alert_engine_restore_state(rta_alert_engine *eng, const char *rule_id, const char *series,
+                                    bool firing, int64_t last_notified_ms)
 {
     rule_ent *re = NULL;
     HASH_FIND_STR(eng->rules, rule_id, re);
     if (re == NULL || series == NULL || strlen(series) >= KEY_MAX)
         return;
-    serctx s = {.series_id = -1};
+    serctx s = {0};
     snprintf(s.name, sizeof s.name, "%s", series);
-    int64_t sid = series_lookup(eng, &s, true);
-    rstate *st = state_find(eng, re->seq, sid);
-    if (st == NULL && (st = state_create(eng, re, (uint64_t)sid)) == NULL)
+    series_ent *se = series_get(eng, &s, true);
+    rstate *st = state_find(eng, re->seq, se);
+    if (st == NULL && (st = state_create(eng, re, se)) == NULL)
         return;
-    bool edge = re->bucket ? re->bucket->v[re->pos].edge : rule_is_edge(re->rule);
-    bool now_firing = firing && !edge;
-    if (re->bucket && now_firing && !st->firing)
-        re->bucket->v[re->pos].nfiring++;
-    else if (re->bucket && !now_firing && st->firing)
-        re->bucket->v[re->pos].nfiring--;
-    st->firing = now_firing;
+    bool now_firing = firing && !rule_is_edge(re->rule);
+    set_firing(st, now_firing);
     st->notified = now_firing; /* a persisted firing was notified (or due) before the restart */
     st->last_notified_ms = last_notified_ms > 0 ? last_notified_ms : INT64_MIN;
 }
@@ -649,66 +742,138 @@ static void emit(const evctx *x, const rule_ent *re, const serctx *s, bool resol
     fn(ud, &t);
 }
 
-/* Evaluates the rules of one bucket on series s. Returns how many were evaluated. */
+/* A rule whose first condition holds on s (value v, previous pv): checks the others, then
+ * enters or stays in firing, notifying when due. */
+static void on_hold(rta_alert_engine *eng, evctx *x, const bent *be, serctx *s, double v, double pv,
+                    rta_alert_trigger_fn fn, void *ud)
+{
+    rule_ent *re = be->re;
+    if (!be->single && !rest_hold(x, re->rule))
+        return;
+    series_ent *se = series_get(eng, s, true);
+    rstate *st = state_find(eng, re->seq, se);
+    if (st == NULL && (st = state_create(eng, re, se)) == NULL)
+        return;
+    st->touched = eng->eval_seq;
+    uint64_t off = x->e->offset;
+    if (off != 0 && st->last_offset == off)
+        return;
+    st->last_offset = off;
+    rta_alert_rule *r = re->rule;
+    if (!be->edge && !st->firing) {
+        set_firing(st, true);
+        st->notified = false;
+    }
+    if ((be->edge || !st->notified) && cooled(r, st, x->now_ms)) {
+        st->notified = !be->edge;
+        st->last_notified_ms = x->now_ms;
+        r->last_triggered_ms = x->now_ms;
+        emit(x, re, s, false, v, pv, fn, ud);
+    }
+}
+
+/* Evaluates the rules of one bucket on series s: per group, the metric is computed once and
+ * the rules that hold are found by binary search on the sorted thresholds (eq is scanned).
+ * Firing states whose rule no longer holds are resolved by resolve_series. Returns how many
+ * rules the bucket holds (all of them were decided). */
 static size_t eval_bucket(rta_alert_engine *eng, evctx *x, bucket *b, serctx *s,
                           rta_alert_trigger_fn fn, void *ud)
 {
-    size_t n = b->n;
-    for (size_t i = 0; i < n; i++) {
-        bent *be = &b->v[i];
+    for (size_t gi = 0; gi < b->ng; gi++) {
+        group *g = &b->g[gi];
         double v, pv;
-        bool hold = cond_eval(s, be->metric, be->op, be->threshold, be->param, x->now_ms, &v, &pv);
-        if (!hold && be->nfiring == 0)
+        /* Any threshold serves to compute the value; the range below decides. */
+        double param = g->op == RTA_OP_CHANGE_PCT ? (double)g->window : 0.0;
+        cond_eval(s, g->metric, g->op, 0.0, param, x->now_ms, &v, &pv);
+        if (isnan(v))
             continue;
-        rule_ent *re = be->re;
-        if (hold && !be->single)
-            hold = rest_hold(x, re->rule);
-        if (!hold && be->nfiring == 0)
-            continue;
-
-        rstate *st = state_find(eng, re->seq, series_lookup(eng, s, hold));
-        uint64_t off = x->e->offset;
-        if (hold) {
-            if (st == NULL && (st = state_create(eng, re, (uint64_t)s->series_id)) == NULL)
-                continue;
-            if (off != 0 && st->last_offset == off)
-                continue;
-            st->last_offset = off;
-            rta_alert_rule *r = re->rule;
-            if (!be->edge && !st->firing) {
-                st->firing = true;
-                st->notified = false;
-                be->nfiring++;
+        size_t from = 0, to = 0;
+        switch (g->op) {
+        case RTA_OP_GT: /* th < v */
+            to = lower_bound(g, v, false);
+            break;
+        case RTA_OP_LT: /* th > v */
+            from = lower_bound(g, v, true);
+            to = g->n;
+            break;
+        case RTA_OP_CHANGE_PCT: /* th <= |change| */
+            to = lower_bound(g, fabs(v), true);
+            break;
+        case RTA_OP_CROSSES_ABOVE: /* pv <= th < v */
+            if (isnan(pv) || !(pv < v))
+                break;
+            from = lower_bound(g, pv, false);
+            to = lower_bound(g, v, false);
+            break;
+        case RTA_OP_CROSSES_BELOW: /* v < th <= pv */
+            if (isnan(pv) || !(v < pv))
+                break;
+            from = lower_bound(g, v, true);
+            to = lower_bound(g, pv, true);
+            break;
+        case RTA_OP_EQ:
+            for (size_t i = 0; i < g->n; i++) {
+                const bent *be = &g->v[i];
+                double th = be->threshold;
+                if (fabs(v - th) <= be->tolerance * (th != 0 ? fabs(th) : 1.0))
+                    on_hold(eng, x, be, s, v, pv, fn, ud);
             }
-            if ((be->edge || !st->notified) && cooled(r, st, x->now_ms)) {
-                st->notified = !be->edge;
-                st->last_notified_ms = x->now_ms;
-                r->last_triggered_ms = x->now_ms;
-                emit(x, re, s, false, v, pv, fn, ud);
-            }
-        } else if (st && st->firing) {
-            if (off != 0 && st->last_offset == off)
-                continue;
-            st->last_offset = off;
-            st->firing = false;
-            be->nfiring--;
-            bool was_notified = st->notified;
-            st->notified = false;
-            if (was_notified && re->rule->notify_resolved)
-                emit(x, re, s, true, v, pv, fn, ud);
+            break;
         }
+        for (size_t i = from; i < to; i++)
+            on_hold(eng, x, &g->v[i], s, v, pv, fn, ud);
     }
-    return n;
+    return b->n;
 }
 
-static size_t eval_key(rta_alert_engine *eng, evctx *x, const char *key, int kind,
-                       rta_alert_trigger_fn fn, void *ud)
+/* Resolves the firing states of series s whose rule did not hold in this evaluation (every rule
+ * with a state for s sits in a bucket evaluated for every event of s). */
+static void resolve_series(rta_alert_engine *eng, evctx *x, serctx *s, rta_alert_trigger_fn fn,
+                           void *ud)
 {
-    bucket *b = NULL;
-    HASH_FIND_STR(eng->buckets, key, b);
-    if (b == NULL)
+    series_ent *se = series_get(eng, s, false);
+    if (se == NULL)
+        return;
+    uint64_t off = x->e->offset;
+    rstate *st = se->firing;
+    while (st) {
+        rstate *next = st->fnext;
+        rule_ent *re = st->re;
+        if (st->touched != eng->eval_seq && re->bucket != NULL &&
+            !(off != 0 && st->last_offset == off)) {
+            st->last_offset = off;
+            set_firing(st, false);
+            bool was_notified = st->notified;
+            st->notified = false;
+            if (was_notified && re->rule->notify_resolved) {
+                const rta_alert_condition *c = &re->rule->conditions[0];
+                double param = c->op == RTA_OP_EQ ? c->tolerance : (double)c->time_window_s;
+                double v, pv;
+                cond_eval(s, c->metric, c->op, c->threshold, param, x->now_ms, &v, &pv);
+                emit(x, re, s, true, v, pv, fn, ud);
+            }
+        }
+        st = next;
+    }
+}
+
+/* Evaluates the two buckets of one series of the event, then resolves what stopped holding. */
+static size_t eval_series(rta_alert_engine *eng, evctx *x, const char *key1, const char *key2,
+                          int kind, rta_alert_trigger_fn fn, void *ud)
+{
+    bucket *b1 = NULL, *b2 = NULL;
+    HASH_FIND_STR(eng->buckets, key1, b1);
+    HASH_FIND_STR(eng->buckets, key2, b2);
+    if (b1 == NULL && b2 == NULL)
         return 0;
-    return eval_bucket(eng, x, b, ev_series(x, kind), fn, ud);
+    serctx *s = ev_series(x, kind);
+    size_t n = 0;
+    if (b1)
+        n += eval_bucket(eng, x, b1, s, fn, ud);
+    if (b2)
+        n += eval_bucket(eng, x, b2, s, fn, ud);
+    resolve_series(eng, x, s, fn, ud);
+    return n;
 }
 
 size_t rta_alert_engine_evaluate(rta_alert_engine *eng, const rta_state *st, const rta_event *e,
@@ -717,28 +882,25 @@ size_t rta_alert_engine_evaluate(rta_alert_engine *eng, const rta_state *st, con
     if (eng->buckets == NULL || e->protocol == NULL)
         return 0;
     evctx x = {.st = st, .e = e, .now_ms = now_ms};
-    x.pair.ready = x.proto.ready = x.tok.ready = false;
-    char key[KEY_MAX];
+    eng->eval_seq++;
+    char k1[KEY_MAX], k2[KEY_MAX];
     size_t n = 0;
     int len;
     if (e->type == RTA_EVENT_TVL_CHANGE) {
         if (e->chain == NULL)
             return 0;
-        len = snprintf(key, sizeof key, "tvl|%s|%s", e->protocol, e->chain);
-        if (len < 0 || (size_t)len >= sizeof key)
+        len = snprintf(k1, sizeof k1, "tvl|%s|%s", e->protocol, e->chain);
+        if (len < 0 || (size_t)len >= sizeof k1)
             return 0;
-        n += eval_key(eng, &x, key, SER_PAIR, fn, ud);
-        snprintf(key, sizeof key, "tvl|*|%s", e->chain);
-        n += eval_key(eng, &x, key, SER_PAIR, fn, ud);
-        snprintf(key, sizeof key, "tvl|%s|*", e->protocol);
-        n += eval_key(eng, &x, key, SER_PROTO, fn, ud);
-        n += eval_key(eng, &x, "tvl|*|*", SER_PROTO, fn, ud);
+        snprintf(k2, sizeof k2, "tvl|*|%s", e->chain);
+        n += eval_series(eng, &x, k1, k2, SER_PAIR, fn, ud);
+        snprintf(k1, sizeof k1, "tvl|%s|*", e->protocol);
+        n += eval_series(eng, &x, k1, "tvl|*|*", SER_PROTO, fn, ud);
     } else if (e->type == RTA_EVENT_PRICE_CHANGE) {
-        len = snprintf(key, sizeof key, "price|%s", e->token ? e->token : e->protocol);
-        if (len < 0 || (size_t)len >= sizeof key)
+        len = snprintf(k1, sizeof k1, "price|%s", e->token ? e->token : e->protocol);
+        if (len < 0 || (size_t)len >= sizeof k1)
             return 0;
-        n += eval_key(eng, &x, key, SER_TOKEN, fn, ud);
-        n += eval_key(eng, &x, "price|*", SER_TOKEN, fn, ud);
+        n += eval_series(eng, &x, k1, "price|*", SER_TOKEN, fn, ud);
     }
     return n;
 }

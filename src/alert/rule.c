@@ -45,15 +45,14 @@
 
 typedef struct {
     json_t *errors;
-    bool storage;                  /* reading the stored form: secrets and times accepted */
-    bool allow_secret;             /* action "secret" accepted (storage, or unpatched actions) */
-    const rta_alert_rule *prev;    /* PATCH: secrets of unchanged webhook targets are kept */
+    bool storage;               /* reading the stored form: secrets and times accepted */
+    bool allow_secret;          /* action "secret" accepted (storage, or unpatched actions) */
+    const rta_alert_rule *prev; /* PATCH: secrets of unchanged webhook targets are kept */
 } ctx;
 
-static const char *const metric_names[] = {"tvl", "price", "change_1h", "change_24h",
-                                           "change_7d"};
-static const char *const op_names[] = {"gt",         "lt",           "eq",
-                                       "change_pct", "crosses_above", "crosses_below"};
+static const char *const metric_names[] = {"tvl", "price", "change_1h", "change_24h", "change_7d"};
+static const char *const op_names[] = {"gt",           "lt", "eq", "change_pct", "crosses_above",
+                                       "crosses_below"};
 static const char *const action_names[] = {"email", "webhook", "push"};
 
 static void add_error(ctx *c, const char *path, const char *rule, const char *message)
@@ -219,8 +218,8 @@ static bool valid_device_token(const char *s)
 /* ---- fields ---- */
 
 /* Optional string of minlen..maxlen bytes (null = absent). 0 (*out NULL when absent) or -1. */
-static int get_string(ctx *c, const char *base, const json_t *obj, const char *field,
-                      size_t minlen, size_t maxlen, bool required, const char **out)
+static int get_string(ctx *c, const char *base, const json_t *obj, const char *field, size_t minlen,
+                      size_t maxlen, bool required, const char **out)
 {
     const json_t *v = json_object_get(obj, field);
     *out = NULL;
@@ -295,7 +294,7 @@ static void parse_condition(ctx *c, const json_t *item, size_t i, rta_alert_cond
         add_error(c, base, "type", "condition must be an object");
         return;
     }
-    static const char *const known[] = {"metric",    "protocol",   "chain",    "token",
+    static const char *const known[] = {"metric",   "protocol",  "chain",      "token",
                                         "operator", "threshold", "timeWindow", "tolerance"};
     check_unknown(c, base, item, known, RTA_ARRAY_LEN(known));
 
@@ -303,9 +302,8 @@ static void parse_condition(ctx *c, const json_t *item, size_t i, rta_alert_cond
     const json_t *v = json_object_get(item, "metric");
     if (v == NULL)
         add_errorf(c, base, "metric", "required", "field is required");
-    else if (!json_is_string(v) ||
-             (metric = lookup_name(json_string_value(v), metric_names,
-                                   RTA_ARRAY_LEN(metric_names))) < 0)
+    else if (!json_is_string(v) || (metric = lookup_name(json_string_value(v), metric_names,
+                                                         RTA_ARRAY_LEN(metric_names))) < 0)
         add_errorf(c, base, "metric", "enum",
                    "must be one of tvl, price, change_1h, change_24h, change_7d");
     v = json_object_get(item, "operator");
@@ -338,8 +336,10 @@ static void parse_condition(ctx *c, const json_t *item, size_t i, rta_alert_cond
             token = json_string_value(v);
     }
     bool has_token = v != NULL && !json_is_null(v);
-    bool has_proto = json_object_get(item, "protocol") && !json_is_null(json_object_get(item, "protocol"));
-    bool has_chain = json_object_get(item, "chain") && !json_is_null(json_object_get(item, "chain"));
+    bool has_proto =
+        json_object_get(item, "protocol") && !json_is_null(json_object_get(item, "protocol"));
+    bool has_chain =
+        json_object_get(item, "chain") && !json_is_null(json_object_get(item, "chain"));
 
     double threshold = NAN;
     v = json_object_get(item, "threshold");
@@ -495,9 +495,9 @@ static int parse_into(ctx *c, const json_t *body, rta_alert_rule *r)
         return -1;
     }
     static const char *const known[] = {
-        "name",   "description", "isActive", "throttleMinutes", "notifyResolved",
-        "conditions", "actions", "ruleId",   "userId",          "createdAt",
-        "updatedAt", "lastTriggered", "createdMs", "updatedMs", "lastTriggeredMs"};
+        "name",       "description",   "isActive",  "throttleMinutes", "notifyResolved",
+        "conditions", "actions",       "ruleId",    "userId",          "createdAt",
+        "updatedAt",  "lastTriggered", "createdMs", "updatedMs",       "lastTriggeredMs"};
     check_unknown(c, "$", body, known, RTA_ARRAY_LEN(known) - (c->storage ? 0 : 3));
 
     const char *s;
@@ -599,8 +599,7 @@ rta_alert_rule *rta_alert_rule_parse(const json_t *body, const char *user_id, in
 static json_t *editable_json(const rta_alert_rule *r)
 {
     json_t *j = rta_alert_rule_to_json(r, true);
-    static const char *const ro[] = {"ruleId", "userId", "createdAt", "updatedAt",
-                                     "lastTriggered"};
+    static const char *const ro[] = {"ruleId", "userId", "createdAt", "updatedAt", "lastTriggered"};
     for (size_t i = 0; i < RTA_ARRAY_LEN(ro); i++)
         json_object_del(j, ro[i]);
     return j;

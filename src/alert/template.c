@@ -54,9 +54,9 @@ static const template_def templates[] = {
      "Event: {{event_id}}\n"},
 };
 
-static const char *const placeholders[] = {"rule",  "protocol",  "chain", "token",
-                                           "metric", "value",    "previous", "change",
-                                           "threshold", "time",  "event_id", "state"};
+static const char *const placeholders[] = {"rule",      "protocol", "chain",    "token",
+                                           "metric",    "value",    "previous", "change",
+                                           "threshold", "time",     "event_id", "state"};
 
 #define RENDER_MAX (64 * 1024) /* a rendered text never exceeds this */
 

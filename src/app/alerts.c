@@ -117,8 +117,8 @@ static int64_t quiet_delay_ms(json_t *prefs, int64_t now_ms)
 
 /* ---------- triggers -> outbox ---------- */
 
+/* One trigger to persist: rule state + trigger + its deliveries. */
 typedef struct trigger_job {
-    rta_store_job job;
     rta_app *app;
     rta_trigger_record trig;
     rta_delivery_record *dels;
@@ -128,18 +128,53 @@ typedef struct trigger_job {
     int64_t notified_ms;
 } trigger_job;
 
-static void trigger_work(rta_store *s, rta_store_job *job)
+/* One delivery attempt to record. */
+typedef struct attempt_job {
+    rta_attempt_record a;
+    char *status;
+    int64_t next_ms;
+} attempt_job;
+
+/* The outbox writes of one loop turn, in one transaction: every trigger decided and every
+ * attempt finished since the last flush. Batching is what keeps the per-notification cost of
+ * the store low under bursts (one commit instead of one per trigger and per attempt). */
+typedef struct outbox_batch {
+    rta_store_job job;
+    rta_app *app;
+    trigger_job **trigs;
+    size_t ntrigs, captrigs;
+    attempt_job **atts;
+    size_t natts, capatts;
+    size_t attempt_errors;
+} outbox_batch;
+
+#define BATCH_FLUSH_AT 512 /* items: flush at once past this, else at the end of the turn */
+
+static int trigger_apply(rta_store *s, const trigger_job *tj)
 {
-    trigger_job *tj = (trigger_job *)job;
     void *db = s->db;
-    int rc = s->ops->begin(db);
-    if (rc == 0)
-        rc = s->ops->rule_state_put(db, tj->rule_id_state, tj->series_state, tj->firing,
+    int rc = s->ops->rule_state_put(db, tj->rule_id_state, tj->series_state, tj->firing,
                                     tj->notified_ms);
     if (rc == 0)
         rc = s->ops->trigger_insert(db, &tj->trig);
     for (size_t i = 0; rc == 0 && i < tj->ndels; i++)
         rc = s->ops->delivery_insert(db, &tj->dels[i]);
+    return rc;
+}
+
+static void batch_work(rta_store *s, rta_store_job *job)
+{
+    outbox_batch *b = (outbox_batch *)job;
+    void *db = s->db;
+    int rc = s->ops->begin(db);
+    for (size_t i = 0; rc == 0 && i < b->ntrigs; i++)
+        rc = trigger_apply(s, b->trigs[i]);
+    /* an attempt that cannot be recorded (its lease was taken over meanwhile) only loses its
+     * own row: the delivery is tried again when the lease expires */
+    for (size_t i = 0; rc == 0 && i < b->natts; i++)
+        if (s->ops->delivery_record_attempt(db, &b->atts[i]->a, b->atts[i]->status,
+                                            b->atts[i]->next_ms) != 0)
+            b->attempt_errors++;
     if (rc == 0)
         rc = s->ops->commit(db);
     else
@@ -147,17 +182,8 @@ static void trigger_work(rta_store *s, rta_store_job *job)
     job->status = rc;
 }
 
-static void trigger_done(rta_store_job *job)
+static void trigger_job_free(trigger_job *tj)
 {
-    trigger_job *tj = (trigger_job *)job;
-    rta_app *app = tj->app;
-    if (job->status != 0) {
-        rta_counter_inc(rta_metrics_counter(app->m_store_errors, "op=\"trigger\""));
-        rta_log(RTA_LOG_ERROR, "alert trigger could not be stored", "{s:s,s:s,s:s}", "rule_id",
-                tj->trig.rule_id, "event_id", tj->trig.event_id, "trigger_id", tj->trig.id);
-    } else {
-        rta_alerts_kick(app);
-    }
     rta_trigger_record_free_fields(&tj->trig);
     for (size_t i = 0; i < tj->ndels; i++)
         rta_delivery_record_free_fields(&tj->dels[i]);
@@ -165,6 +191,98 @@ static void trigger_done(rta_store_job *job)
     free(tj->rule_id_state);
     free(tj->series_state);
     free(tj);
+}
+
+static void attempt_job_free(attempt_job *aj)
+{
+    rta_attempt_record_free_fields(&aj->a);
+    free(aj->status);
+    free(aj);
+}
+
+static void batch_done(rta_store_job *job)
+{
+    outbox_batch *b = (outbox_batch *)job;
+    rta_app *app = b->app;
+    if (job->status != 0) {
+        rta_counter_add(rta_metrics_counter(app->m_store_errors, "op=\"trigger\""),
+                        (double)b->ntrigs);
+        for (size_t i = 0; i < b->ntrigs; i++)
+            rta_log(RTA_LOG_ERROR, "alert trigger could not be stored", "{s:s,s:s,s:s}",
+                    "rule_id", b->trigs[i]->trig.rule_id, "event_id", b->trigs[i]->trig.event_id,
+                    "trigger_id", b->trigs[i]->trig.id);
+    }
+    if (b->attempt_errors)
+        rta_counter_add(rta_metrics_counter(app->m_store_errors, "op=\"attempt\""),
+                        (double)b->attempt_errors);
+    for (size_t i = 0; i < b->ntrigs; i++)
+        trigger_job_free(b->trigs[i]);
+    for (size_t i = 0; i < b->natts; i++)
+        attempt_job_free(b->atts[i]);
+    free(b->trigs);
+    free(b->atts);
+    int had_triggers = b->ntrigs > 0 && job->status == 0;
+    free(b);
+    if (had_triggers)
+        rta_alerts_kick(app);
+}
+
+/* Submits what the current batch holds. */
+static void batch_flush(rta_app *app)
+{
+    outbox_batch *b = app->outbox_batch;
+    if (b == NULL)
+        return;
+    app->outbox_batch = NULL;
+    b->job.work = batch_work;
+    b->job.done = batch_done;
+    b->job.op = "outbox_write";
+    if (rta_store_submit_critical(app->store, &b->job) != 0) {
+        rta_counter_inc(rta_metrics_counter(app->m_store_errors, "op=\"outbox_queue_full\""));
+        rta_log(RTA_LOG_ERROR, "outbox batch dropped: store queue full", "{s:I,s:I}",
+                "triggers", (json_int_t)b->ntrigs, "attempts", (json_int_t)b->natts);
+        b->job.status = -1;
+        batch_done(&b->job);
+    }
+}
+
+static void on_batch_timer(uv_timer_t *t)
+{
+    batch_flush(t->data);
+}
+
+static outbox_batch *batch_get(rta_app *app)
+{
+    if (app->outbox_batch == NULL) {
+        app->outbox_batch = rta_xcalloc(1, sizeof(outbox_batch));
+        ((outbox_batch *)app->outbox_batch)->app = app;
+        uv_timer_start(&app->batch_timer, on_batch_timer, 0, 0); /* end of this loop turn */
+    }
+    return app->outbox_batch;
+}
+
+static void batch_add_trigger(rta_app *app, trigger_job *tj)
+{
+    outbox_batch *b = batch_get(app);
+    if (b->ntrigs == b->captrigs) {
+        b->captrigs = b->captrigs ? b->captrigs * 2 : 16;
+        b->trigs = rta_xrealloc(b->trigs, b->captrigs * sizeof *b->trigs);
+    }
+    b->trigs[b->ntrigs++] = tj;
+    if (b->ntrigs + b->natts >= BATCH_FLUSH_AT)
+        batch_flush(app);
+}
+
+static void batch_add_attempt(rta_app *app, attempt_job *aj)
+{
+    outbox_batch *b = batch_get(app);
+    if (b->natts == b->capatts) {
+        b->capatts = b->capatts ? b->capatts * 2 : 16;
+        b->atts = rta_xrealloc(b->atts, b->capatts * sizeof *b->atts);
+    }
+    b->atts[b->natts++] = aj;
+    if (b->ntrigs + b->natts >= BATCH_FLUSH_AT)
+        batch_flush(app);
 }
 
 static json_t *template_vars(const rta_alert_trigger *t, const rta_event *e)
@@ -316,16 +434,7 @@ static void on_trigger(void *ud, const rta_alert_trigger *t)
     rta_rt_notify_user(app->rt, r->user_id, "alert", live);
     json_decref(live);
 
-    tj->job.work = trigger_work;
-    tj->job.done = trigger_done;
-    tj->job.op = "alert_trigger";
-    if (rta_store_submit(app->store, &tj->job) != 0) {
-        rta_counter_inc(rta_metrics_counter(app->m_store_errors, "op=\"trigger_queue_full\""));
-        rta_log(RTA_LOG_ERROR, "alert trigger dropped: store queue full", "{s:s,s:s}", "rule_id",
-                r->id, "event_id", t->event_id);
-        tj->job.status = -1;
-        trigger_done(&tj->job);
-    }
+    batch_add_trigger(app, tj);
 }
 
 void rta_alerts_on_event(void *ud, rta_event *e)
@@ -370,36 +479,13 @@ static void disable_target(rta_app *app, const char *channel, const char *target
 
 /* ---------- the outbox worker ---------- */
 
-typedef struct attempt_job {
-    rta_store_job job;
-    rta_app *app;
-    rta_attempt_record a;
-    char *status;
-    int64_t next_ms;
-} attempt_job;
-
+/* A delivery being sent. */
 typedef struct in_flight {
     rta_app *app;
     rta_delivery_record d;
     json_t *payload;
     uint64_t started_ns;
 } in_flight;
-
-static void attempt_work(rta_store *s, rta_store_job *job)
-{
-    attempt_job *aj = (attempt_job *)job;
-    job->status = s->ops->delivery_record_attempt(s->db, &aj->a, aj->status, aj->next_ms);
-}
-
-static void attempt_done(rta_store_job *job)
-{
-    attempt_job *aj = (attempt_job *)job;
-    if (job->status != 0)
-        rta_counter_inc(rta_metrics_counter(aj->app->m_store_errors, "op=\"attempt\""));
-    rta_attempt_record_free_fields(&aj->a);
-    free(aj->status);
-    free(aj);
-}
 
 static int64_t retry_delay_ms(rta_app *app, int attempt_done_count)
 {
@@ -482,7 +568,6 @@ static void on_sent(void *ud, const rta_notify_result *res)
             outcome, "status_code", res->status_code, "latency_ms", (json_int_t)res->latency_ms,
             "error", res->error);
     attempt_job *aj = rta_xcalloc(1, sizeof *aj);
-    aj->app = app;
     aj->a = (rta_attempt_record){
         .delivery_id = rta_strdup(d->id),
         .attempt = attempt,
@@ -494,15 +579,7 @@ static void on_sent(void *ud, const rta_notify_result *res)
     };
     aj->status = rta_strdup(status);
     aj->next_ms = next;
-    aj->job.work = attempt_work;
-    aj->job.done = attempt_done;
-    aj->job.op = "delivery_attempt";
-    if (rta_store_submit(app->store, &aj->job) != 0) {
-        /* the lease expires and the delivery is tried again: at-least-once holds */
-        rta_counter_inc(rta_metrics_counter(app->m_store_errors, "op=\"attempt_queue_full\""));
-        aj->job.status = 0;
-        attempt_done(&aj->job);
-    }
+    batch_add_attempt(app, aj);
     rta_delivery_record_free_fields(d);
     json_decref(f->payload);
     free(f);
@@ -540,6 +617,7 @@ static void send_one(rta_app *app, rta_delivery_record *d)
 typedef struct claim_job {
     rta_store_job job;
     rta_app *app;
+    size_t max;
     int64_t now;
     rta_delivery_record *dels;
     size_t n;
@@ -548,9 +626,8 @@ typedef struct claim_job {
 static void claim_work(rta_store *s, rta_store_job *job)
 {
     claim_job *cj = (claim_job *)job;
-    size_t room = CLAIM_BATCH;
     job->status = s->ops->deliveries_claim(s->db, cj->now, cj->now + cj->app->cfg->alert_lease_ms,
-                                           room, &cj->dels, &cj->n);
+                                           cj->max, &cj->dels, &cj->n);
 }
 
 static void claim_done(rta_store_job *job)
@@ -567,7 +644,7 @@ static void claim_done(rta_store_job *job)
         }
     }
     free(cj->dels);
-    int full = job->status == 0 && cj->n == CLAIM_BATCH;
+    int full = job->status == 0 && cj->n == cj->max;
     free(cj);
     if (full)
         rta_alerts_kick(app);
@@ -577,10 +654,12 @@ void rta_alerts_kick(rta_app *app)
 {
     if (app->outbox_claiming || app->shutting_down || app->notify == NULL)
         return;
-    if ((int64_t)app->outbox_in_flight + CLAIM_BATCH > app->cfg->alert_max_in_flight)
+    int64_t room = app->cfg->alert_max_in_flight - (int64_t)app->outbox_in_flight;
+    if (room <= 0)
         return;
     claim_job *cj = rta_xcalloc(1, sizeof *cj);
     cj->app = app;
+    cj->max = room < CLAIM_BATCH ? (size_t)room : CLAIM_BATCH;
     cj->now = rta_now_ms();
     cj->job.work = claim_work;
     cj->job.done = claim_done;
@@ -674,6 +753,8 @@ int rta_alerts_init(rta_app *app)
         "rta_alert_delivery_seconds", "Trigger to successful delivery, by channel", NULL, 0);
     uv_timer_init(app->loop, &app->outbox_timer);
     app->outbox_timer.data = app;
+    uv_timer_init(app->loop, &app->batch_timer);
+    app->batch_timer.data = app;
     rta_log(RTA_LOG_INFO, "alert rules loaded", "{s:I,s:I}", "rules",
             (json_int_t)rta_alert_engine_count(app->alerts), "active",
             (json_int_t)rta_alert_engine_active(app->alerts));
@@ -688,8 +769,15 @@ void rta_alerts_start(rta_app *app)
 void rta_alerts_stop(rta_app *app)
 {
     uv_timer_stop(&app->outbox_timer);
-    if (!uv_is_closing((uv_handle_t *)&app->outbox_timer))
+    if (!uv_is_closing((uv_handle_t *)&app->outbox_timer)) {
         uv_close((uv_handle_t *)&app->outbox_timer, NULL);
+        uv_close((uv_handle_t *)&app->batch_timer, NULL);
+    }
+}
+
+void rta_alerts_flush(rta_app *app)
+{
+    batch_flush(app);
 }
 
 void rta_alerts_free(rta_app *app)

@@ -216,6 +216,7 @@ static void revoke_done(rta_store_job *job)
         rta_key *k = rta_keyring_get(app->keys, rj->id);
         if (k)
             k->rec.revoked_ms = rj->when_ms;
+        rta_rt_revoke_key(app->rt, rj->id);
         rta_app_audit(app, rj->req, "key.revoke", rj->id, NULL);
         rta_log(RTA_LOG_INFO, "key revoked", "{s:s,s:s}", "request_id", rj->req->request_id,
                 "key_id", rj->id);

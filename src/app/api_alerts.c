@@ -59,6 +59,8 @@ typedef struct rule_job {
     const char *action;
     char *prefs_text;  /* owner's stored preferences, read in the same job */
     int need_prefs;
+    unsigned new_secrets; /* bit i: action i is a webhook target new to this rule (show its
+                             secret once) */
 } rule_job;
 
 static void rule_work(rta_store *s, rta_store_job *job)
@@ -90,9 +92,14 @@ static void rule_done(rta_store_job *job)
         rta_log(RTA_LOG_INFO, "alert rule saved", "{s:s,s:s,s:s,s:s}", "request_id",
                 rj->req->request_id, "rule_id", rj->rule->id, "user", rj->rule->user_id,
                 "action", rj->action);
-        /* webhook secrets are shown when a rule is created (and when a target is new) */
-        rta_http_send_json(rj->req, rj->status_code,
-                           rta_alert_rule_to_json(rj->rule, rj->status_code == 201));
+        /* webhook secrets are shown once: at creation, and for a target an update adds */
+        json_t *out = rta_alert_rule_to_json(rj->rule, rj->status_code == 201);
+        json_t *acts = json_object_get(out, "actions");
+        for (size_t i = 0; i < rj->rule->nactions && rj->status_code != 201; i++)
+            if ((rj->new_secrets >> i) & 1u)
+                json_object_set_new(json_array_get(acts, i), "secret",
+                                    json_string(rj->rule->actions[i].secret));
+        rta_http_send_json(rj->req, rj->status_code, out);
     }
     free(rj->prefs_text);
     free(rj->body);
@@ -100,10 +107,28 @@ static void rule_done(rta_store_job *job)
     free(rj);
 }
 
+/* Webhook actions of r whose target old does not have (their secrets are new). */
+static unsigned new_webhook_targets(const rta_alert_rule *old, const rta_alert_rule *r)
+{
+    unsigned bits = 0;
+    for (size_t i = 0; i < r->nactions; i++) {
+        if (r->actions[i].type != RTA_ACTION_WEBHOOK)
+            continue;
+        int known = 0;
+        for (size_t j = 0; old && j < old->nactions; j++)
+            known |= old->actions[j].type == RTA_ACTION_WEBHOOK &&
+                     strcmp(old->actions[j].target, r->actions[i].target) == 0;
+        if (!known)
+            bits |= 1u << i;
+    }
+    return bits;
+}
+
 static void save_rule(rta_app *app, rta_http_req *req, rta_alert_rule *r, int status,
-                      const char *action)
+                      const char *action, unsigned new_secrets)
 {
     rule_job *rj = rta_xcalloc(1, sizeof *rj);
+    rj->new_secrets = new_secrets;
     rj->app = app;
     rj->req = req;
     rj->rule = r;
@@ -147,7 +172,7 @@ void api_rules_create(rta_app *app, rta_http_req *req)
                                       tier->alert_rules, "current", (json_int_t)have));
         return;
     }
-    save_rule(app, req, r, 201, "alert_rule.create");
+    save_rule(app, req, r, 201, "alert_rule.create", 0);
 }
 
 typedef struct list_ctx {
@@ -206,10 +231,19 @@ void api_rules_list(rta_app *app, rta_http_req *req)
     long limit, offset;
     if (uint_param(req, "limit", 1, 1000, 100, &limit) || uint_param(req, "offset", 0, 1000000, 0, &offset))
         return;
-    char active[16];
+    char active[16], user[160];
     list_ctx lc = {.user = user_of(req), .active_filter = -1};
-    if (rta_http_query_param(req, "active", active, sizeof active))
-        lc.active_filter = strcmp(active, "true") == 0 ? 1 : strcmp(active, "false") == 0 ? 0 : -1;
+    if (is_admin(req)) /* admins see every user's rules, or one user's with ?user= */
+        lc.user = rta_http_query_param(req, "user", user, sizeof user);
+    if (rta_http_query_param(req, "active", active, sizeof active)) {
+        if (strcmp(active, "true") != 0 && strcmp(active, "false") != 0) {
+            rta_app_validation_error(req, json_pack("[{s:s,s:s,s:s}]", "path", "query.active",
+                                                    "rule", "enum", "message",
+                                                    "true or false"));
+            return;
+        }
+        lc.active_filter = strcmp(active, "true") == 0;
+    }
     rta_alert_engine_each(app->alerts, collect_rule, &lc);
     qsort(lc.rules, lc.n, sizeof *lc.rules, newest_first);
     json_t *data = json_array();
@@ -255,7 +289,7 @@ void api_rule_replace(rta_app *app, rta_http_req *req)
                 free(r->actions[i].secret);
                 r->actions[i].secret = rta_strdup(old->actions[j].secret);
             }
-    save_rule(app, req, r, 200, "alert_rule.update");
+    save_rule(app, req, r, 200, "alert_rule.update", new_webhook_targets(old, r));
 }
 
 void api_rule_patch(rta_app *app, rta_http_req *req)
@@ -273,7 +307,7 @@ void api_rule_patch(rta_app *app, rta_http_req *req)
         rta_app_validation_error(req, errors);
         return;
     }
-    save_rule(app, req, r, 200, "alert_rule.update");
+    save_rule(app, req, r, 200, "alert_rule.update", new_webhook_targets(old, r));
 }
 
 typedef struct del_job {
@@ -673,6 +707,36 @@ static void perr(json_t *errors, const char *path, const char *rule, const char 
                                             "message", msg));
 }
 
+/* "channels" ({email|webhook|push: bool}) or "defaults" ({email|webhook|push: target}): copies
+ * the valid entries into out, reports the others. */
+static void validate_channel_map(json_t *v, const char *section, int booleans, json_t *errors,
+                                 json_t *out)
+{
+    char path[96];
+    snprintf(path, sizeof path, "$.%s", section);
+    if (!json_is_object(v)) {
+        perr(errors, path, "type",
+             booleans ? "an object of channel: true|false" : "an object of channel: target");
+        return;
+    }
+    const char *ck;
+    json_t *cv;
+    json_object_foreach(v, ck, cv)
+    {
+        char cp[160];
+        snprintf(cp, sizeof cp, "$.%s.%.60s", section, ck);
+        if (strcmp(ck, "email") && strcmp(ck, "webhook") && strcmp(ck, "push"))
+            perr(errors, cp, "unknown_field", "the channels are email, webhook, push");
+        else if (booleans && !json_is_boolean(cv))
+            perr(errors, cp, "type", "true or false");
+        else if (!booleans && (!json_is_string(cv) || json_string_length(cv) == 0 ||
+                               json_string_length(cv) > 2048))
+            perr(errors, cp, "type", "a target string of 1..2048 characters");
+        else
+            json_object_set(out, ck, cv);
+    }
+}
+
 /* Validates a preferences document; returns the normalized copy or NULL with errors. */
 static json_t *validate_prefs(json_t *body, json_t *errors)
 {
@@ -683,43 +747,9 @@ static json_t *validate_prefs(json_t *body, json_t *errors)
     {
         char path[96];
         snprintf(path, sizeof path, "$.%.60s", k);
-        if (strcmp(k, "channels") == 0) {
-            if (!json_is_object(v)) {
-                perr(errors, path, "type", "an object of channel: true|false");
-                continue;
-            }
-            const char *ck;
-            json_t *cv;
-            json_object_foreach(v, ck, cv)
-            {
-                char cp[160];
-                snprintf(cp, sizeof cp, "$.channels.%.60s", ck);
-                if (strcmp(ck, "email") && strcmp(ck, "webhook") && strcmp(ck, "push"))
-                    perr(errors, cp, "unknown_field", "channels are email, webhook, push");
-                else if (!json_is_boolean(cv))
-                    perr(errors, cp, "type", "true or false");
-                else
-                    json_object_set(json_object_get(out, "channels"), ck, cv);
-            }
-        } else if (strcmp(k, "defaults") == 0) {
-            if (!json_is_object(v)) {
-                perr(errors, path, "type", "an object of channel: target");
-                continue;
-            }
-            const char *dk;
-            json_t *dv;
-            json_object_foreach(v, dk, dv)
-            {
-                char dp[160];
-                snprintf(dp, sizeof dp, "$.defaults.%.60s", dk);
-                if (strcmp(dk, "email") && strcmp(dk, "webhook") && strcmp(dk, "push"))
-                    perr(errors, dp, "unknown_field", "defaults are email, webhook, push");
-                else if (!json_is_string(dv) || json_string_length(dv) == 0 ||
-                         json_string_length(dv) > 2048)
-                    perr(errors, dp, "type", "a target string of 1..2048 characters");
-                else
-                    json_object_set(json_object_get(out, "defaults"), dk, dv);
-            }
+        if (strcmp(k, "channels") == 0 || strcmp(k, "defaults") == 0) {
+            validate_channel_map(v, k, strcmp(k, "channels") == 0, errors,
+                                 json_object_get(out, k));
         } else if (strcmp(k, "quietHours") == 0) {
             if (json_is_null(v))
                 continue;

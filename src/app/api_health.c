@@ -1,5 +1,6 @@
 /* /healthz, /readyz and /metrics. */
 #include "app_internal.h"
+#include "rta/sio_server.h"
 #include "rta/util.h"
 
 #include <stdio.h>
@@ -123,6 +124,43 @@ void api_metrics(rta_app *app, rta_http_req *req)
     rta_counter_add(lim, (double)ns->refused_limit - rta_counter_value(lim));
     rta_counter *fds = rta_metrics_counter(g_net, "result=\"refused_no_fds\"");
     rta_counter_add(fds, (double)ns->refused_fds - rta_counter_value(fds));
+    rta_counter *tlsf = rta_metrics_counter(g_net, "result=\"tls_handshake_failed\"");
+    rta_counter_add(tlsf, (double)ns->tls_handshake_failures - rta_counter_value(tlsf));
+    static rta_metric_family *g_net_bytes;
+    if (g_net_bytes == NULL)
+        g_net_bytes = rta_metrics_counter_family("rta_network_bytes_total",
+                                                 "Bytes read and written on all connections");
+    rta_counter *bin = rta_metrics_counter(g_net_bytes, "direction=\"in\"");
+    rta_counter_add(bin, (double)ns->bytes_in - rta_counter_value(bin));
+    rta_counter *bout = rta_metrics_counter(g_net_bytes, "direction=\"out\"");
+    rta_counter_add(bout, (double)ns->bytes_out - rta_counter_value(bout));
+
+    /* Engine.IO / Socket.IO protocol counters, mirrored from the server's stats */
+    static rta_metric_family *g_sio, *g_sio_sessions;
+    if (g_sio == NULL) {
+        g_sio = rta_metrics_counter_family("rta_socketio_total",
+                                           "Engine.IO/Socket.IO protocol counters, by kind");
+        g_sio_sessions = rta_metrics_gauge_family("rta_socketio_sessions",
+                                                  "Engine.IO sessions, by transport");
+    }
+    const rta_sio_stats *ss = rta_rt_sio_stats(app->rt);
+    struct {
+        const char *labels;
+        uint64_t v;
+    } sio_counts[] = {
+        {"kind=\"packets_in\"", ss->packets_in},     {"kind=\"packets_out\"", ss->packets_out},
+        {"kind=\"bytes_in\"", ss->bytes_in},         {"kind=\"bytes_out\"", ss->bytes_out},
+        {"kind=\"upgrades\"", ss->upgrades},         {"kind=\"ping_timeouts\"", ss->ping_timeouts},
+        {"kind=\"protocol_errors\"", ss->protocol_errors},
+    };
+    for (size_t i = 0; i < sizeof sio_counts / sizeof sio_counts[0]; i++) {
+        rta_counter *c = rta_metrics_counter(g_sio, sio_counts[i].labels);
+        rta_counter_add(c, (double)sio_counts[i].v - rta_counter_value(c));
+    }
+    rta_gauge_set(rta_metrics_gauge(g_sio_sessions, "transport=\"polling\""),
+                  (double)ss->sessions_polling);
+    rta_gauge_set(rta_metrics_gauge(g_sio_sessions, "transport=\"websocket\""),
+                  (double)ss->sessions_websocket);
 
     rta_dbuf out;
     rta_dbuf_init(&out, 64u << 20);

@@ -124,6 +124,7 @@ rta_app *rta_app_init(rta_config *cfg, uv_loop_t *loop)
     ro.ws_idle_timeout_ms = (uint64_t)cfg->rt_ws_idle_timeout_ms;
     ro.ping_interval_ms = (uint64_t)cfg->rt_ping_interval_ms;
     ro.ping_timeout_ms = (uint64_t)cfg->rt_ping_timeout_ms;
+    ro.permessage_deflate = cfg->rt_permessage_deflate;
     ro.tiers = cfg->tiers;
     app->rt = rta_rt_new(loop, &ro, app->keys, app->event_log, app->store, cfg->cors_origins);
     rta_bus_subscribe(app->bus, rta_rt_on_event, app->rt);
@@ -356,6 +357,7 @@ static void finish_shutdown(rta_app *app)
         rta_notify_free(app->notify);
         app->notify = NULL;
     }
+    rta_alerts_flush(app);
     /* Drains every queued job (the final flush included) and runs their done callbacks. */
     rta_store_close(app->store);
     app->store = NULL;

@@ -54,6 +54,8 @@ struct rta_app {
     rta_alert_engine *alerts;
     rta_notify *notify;
     uv_timer_t outbox_timer;
+    uv_timer_t batch_timer;       /* flushes the outbox writes of a loop turn */
+    void *outbox_batch;           /* outbox writes not yet submitted (alerts.c) */
     prefs_entry *prefs;           /* user preferences cache (uthash) */
     disabled_target *disabled_targets;
     size_t outbox_in_flight;
@@ -125,6 +127,7 @@ void rta_persist_free(rta_app *app);
 int rta_alerts_init(rta_app *app);     /* loads rules, states, prefs; creates channels */
 void rta_alerts_start(rta_app *app);   /* starts the outbox worker */
 void rta_alerts_stop(rta_app *app);
+void rta_alerts_flush(rta_app *app); /* submits pending outbox writes now */
 void rta_alerts_free(rta_app *app);
 void rta_alerts_on_event(void *app, rta_event *e); /* bus subscriber */
 void rta_alerts_kick(rta_app *app);    /* claim due deliveries now */

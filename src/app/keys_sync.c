@@ -18,6 +18,8 @@ static void put_all(rta_app *app, rta_key_record *recs, size_t n)
         if (k && k->rec.revoked_ms == recs[i].revoked_ms)
             continue; /* unchanged: keep as is */
         rta_keyring_put(app->keys, &recs[i]);
+        if (recs[i].revoked_ms > 0 && app->rt) /* revoked elsewhere (CLI, another node) */
+            rta_rt_revoke_key(app->rt, recs[i].id);
     }
 }
 

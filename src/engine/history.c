@@ -181,6 +181,48 @@ int rta_history_value_at(const rta_history *h, int64_t ts_s, double *out)
     return -1;
 }
 
+/* Time of the first point in ring r strictly after ts_s, INT64_MAX when none. The answer of
+ * ring_value_at (the newest point at or before the time asked) can only change when the time
+ * asked passes such a point. */
+static int64_t ring_next_point(const struct rta_history_ring *r, int64_t ts_s)
+{
+    if (r->head == NO_HEAD)
+        return INT64_MAX;
+    int64_t oldest = r->head - (int64_t)r->n + 1;
+    int64_t b = floor_div(ts_s, r->secs);
+    if (b < oldest)
+        b = oldest;
+    for (; b <= r->head; b++) {
+        const slot *sl = &r->slots[slot_of(r, b)];
+        if (isnan(sl->v))
+            continue;
+        int64_t t = b * (int64_t)r->secs + sl->off;
+        if (t > ts_s)
+            return t;
+    }
+    return INT64_MAX;
+}
+
+int rta_history_value_at_until(const rta_history *h, int64_t ts_s, double *out, int64_t *until_s)
+{
+    *until_s = INT64_MAX;
+    if (h->rings == NULL)
+        return -1;
+    /* The answer comes from the finest ring holding a point at or before ts_s; it stays until
+     * that ring or a finer one gets a point at or before the time asked. */
+    int found = -1;
+    for (int i = 0; i < RING_COUNT && found < 0; i++)
+        if (ring_value_at(&h->rings[i], ts_s, out))
+            found = i;
+    int last = found < 0 ? RING_COUNT - 1 : found;
+    for (int i = 0; i <= last; i++) {
+        int64_t t = ring_next_point(&h->rings[i], ts_s);
+        if (t < *until_s)
+            *until_s = t;
+    }
+    return found < 0 ? -1 : 0;
+}
+
 size_t rta_history_bytes(void)
 {
     return sizeof(rta_history) + sizeof(history_block);

@@ -114,6 +114,7 @@ void rta_state_free(rta_state *st)
     free(st->chains);
     free(st->tokens);
     free(st->index);
+    free(st->journal);
     free(st);
 }
 
@@ -166,6 +167,21 @@ rta_pair *rta_state_find_pair(const rta_state *st, const char *slug, const char 
     return e ? &e->p : NULL;
 }
 
+/* ---- the journal of touched pairs ---- */
+
+static void journal_pair(rta_state *st, const rta_pair *pr)
+{
+    if (st->journal == NULL)
+        st->journal = rta_xmalloc(RTA_STATE_JOURNAL * sizeof *st->journal);
+    st->journal[st->journal_seq++ % RTA_STATE_JOURNAL] = pr->index;
+}
+
+static void journal_protocol(rta_state *st, const rta_protocol *p)
+{
+    for (size_t i = 0; i < p->npairs; i++)
+        journal_pair(st, p->pairs[i]);
+}
+
 /* ---- creation (the only allocations outside events) ---- */
 
 static rta_protocol *protocol_create(rta_state *st, const char *slug, const char *name,
@@ -214,6 +230,7 @@ static rta_pair *pair_create(rta_state *st, rta_protocol *p, const char *chain)
     pr->chain->nprotocols++;
     pr->data_ts_ms = INT64_MIN;
     rta_history_init(&pr->hist);
+    pr->index = (uint32_t)st->npairs;
     PUSH(st->pairs, st->npairs, st->cap_pairs, pr);
     PUSH(p->pairs, p->npairs, p->cap_pairs, pr);
     HASH_ADD_KEYPTR(hh, IDX(st)->pairs, e->key, e->keylen, e);
@@ -316,6 +333,7 @@ rta_apply_result rta_state_apply_tvl(rta_state *st, const rta_tvl_update *u, con
 
     if (pr && u->ts_ms < pr->data_ts_ms) {
         rta_history_record(&pr->hist, ts_s_of(u->ts_ms), u->tvl);
+        journal_pair(st, pr);
         return RTA_APPLY_STALE;
     }
 
@@ -333,6 +351,8 @@ rta_apply_result rta_state_apply_tvl(rta_state *st, const rta_tvl_update *u, con
         /* Metadata of an existing protocol. */
         int name_changed = set_str(&p->name, u->name);
         int cat_changed = set_str(&p->category, u->category);
+        if (name_changed || cat_changed)
+            journal_protocol(st, p);
         if (name_changed || cat_changed || new_pair) {
             upd = protocol_update_event(p, new_pair ? u->chain : "", source, u->ts_ms);
             if (name_changed)
@@ -358,6 +378,7 @@ rta_apply_result rta_state_apply_tvl(rta_state *st, const rta_tvl_update *u, con
             return RTA_APPLY_UNCHANGED;
     } else {
         pair_set(pr, u->tvl, u->ts_ms, now_ms);
+        journal_pair(st, pr);
     }
     st->version++;
 
@@ -470,13 +491,17 @@ void rta_state_restore_tvl(rta_state *st, const rta_tvl_update *u)
             p = protocol_create(st, u->protocol, u->name, u->category);
         pr = pair_create(st, p, u->chain);
     }
-    set_str(&pr->protocol->name, u->name);
-    set_str(&pr->protocol->category, u->category);
+    int meta_changed = set_str(&pr->protocol->name, u->name);
+    meta_changed |= set_str(&pr->protocol->category, u->category);
+    if (meta_changed)
+        journal_protocol(st, pr->protocol);
     if (u->ts_ms < pr->data_ts_ms) {
         rta_history_record(&pr->hist, ts_s_of(u->ts_ms), u->tvl);
+        journal_pair(st, pr);
         return;
     }
     pair_set(pr, u->tvl, u->ts_ms, rta_now_ms());
+    journal_pair(st, pr);
     st->version++;
 }
 
@@ -510,6 +535,16 @@ static double change_over(const rta_history *h, double current, int64_t window_s
 double rta_pair_change(const rta_pair *p, int64_t window_s, int64_t now_ms)
 {
     return change_over(&p->hist, p->tvl, window_s, now_ms);
+}
+
+double rta_pair_change_until(const rta_pair *p, int64_t window_s, int64_t now_ms, int64_t *until_ms)
+{
+    double old;
+    int64_t until_s;
+    int rc = rta_history_value_at_until(&p->hist, ts_s_of(now_ms) - window_s, &old, &until_s);
+    /* ts_s_of(now) - window reaches until_s at now = (until_s + window) s */
+    *until_ms = until_s > INT64_MAX / 1000 - window_s ? INT64_MAX : (until_s + window_s) * 1000;
+    return rc != 0 ? NAN : rta_change_fraction(old, p->tvl);
 }
 
 double rta_protocol_change(const rta_protocol *p, int64_t window_s, int64_t now_ms)

@@ -33,6 +33,7 @@ struct rta_net {
     rta_conn *conns; /* doubly linked list of open conns */
     uint64_t next_id;
     rta_net_stats stats;
+    uint64_t last_refusal_log_ms;
     char read_buf[READ_BUF_SIZE]; /* reads are consumed synchronously: one buffer serves all */
 };
 
@@ -309,8 +310,11 @@ static void on_connection(uv_stream_t *server, int status)
     c->net = net;
     int rc = uv_accept(server, (uv_stream_t *)&c->tcp);
     if (rc != 0) {
-        if (rc == UV_EMFILE || rc == UV_ENFILE) {
+        if (rc == UV_EMFILE || rc == UV_ENFILE)
             net->stats.refused_fds++;
+        if ((rc == UV_EMFILE || rc == UV_ENFILE) &&
+            uv_now(net->loop) - net->last_refusal_log_ms >= 1000) {
+            net->last_refusal_log_ms = uv_now(net->loop);
             rta_log(RTA_LOG_WARN, "refusing connection: out of file descriptors",
                     "{s:i,s:s}", "open", (json_int_t)net->stats.open, "error", uv_strerror(rc));
         }
@@ -327,6 +331,13 @@ static void on_connection(uv_stream_t *server, int status)
     }
     if (net->stats.open >= net->max_connections) {
         net->stats.refused_limit++;
+        uint64_t now = uv_now(net->loop);
+        if (now - net->last_refusal_log_ms >= 1000) { /* at most one line a second */
+            net->last_refusal_log_ms = now;
+            rta_log(RTA_LOG_WARN, "refusing connections: server.max_connections reached",
+                    "{s:I,s:I}", "open", (json_int_t)net->stats.open, "refused_total",
+                    (json_int_t)net->stats.refused_limit);
+        }
         c->closing = 1;
         uv_close((uv_handle_t *)&c->tcp, on_closed);
         return;

@@ -4,12 +4,15 @@
  * state.
  *
  * Execution is one pass over the candidate pairs (all pairs, or only the pairs of the listed
- * protocols when a protocol filter is given). Chain and category filters are precomputed into
- * per-index marks so each row costs a few loads; change columns are computed only when a
- * filter, the sort or an aggregation needs them. Aggregations are accumulated during the pass.
- * The matching rows (pair pointer + sort key, 16 bytes each, one allocation) are then ordered:
- * a bounded heap selects the first offset+limit rows when that is small against the total,
- * otherwise everything is sorted. JSON is built only for the returned page.
+ * protocols when a protocol filter is given) in the context's dense mirrors (see "execution
+ * context" below). Chain and category filters are precomputed into per-index marks so each
+ * row costs a few loads; change columns are read only when a filter, the sort or an
+ * aggregation needs them. Aggregations are accumulated during the pass. The matching rows
+ * (pair index + sort key + ranks, 24 bytes each, one allocation) are then ordered: a bounded
+ * heap selects the first offset+limit rows when that is small against the total, otherwise
+ * everything is sorted. Output is built only for the returned page: jansson objects
+ * (rta_query_exec_ctx), or text written directly (rta_query_exec_text) from per-row texts
+ * cached in the context.
  */
 #include "rta/query.h"
 
@@ -505,32 +508,64 @@ const char *rta_query_canonical(const rta_query *q)
 /* ---------------------------------------------------------------- execution context */
 
 /* A full scan that follows st->pairs touches 12,000 structs scattered across the heap (each
- * pair sits next to its history block), which makes it memory-bound. The context keeps dense
- * mirrors of what a scan reads, indexed like the state's arrays:
- *  - per pair: value, timestamps, protocol and chain index (refreshed when st->version moves);
+ * pair sits next to its history block), and a change computed from the history costs several
+ * cache misses more. The context keeps dense mirrors of what a scan reads, indexed like
+ * st->pairs, and keeps them current incrementally:
+ *  - per pair (pair_col): value, update time, protocol / chain index, interned category id and
+ *    a generation bumped whenever anything a row shows may have changed. Only the pairs named
+ *    in the state's journal of touched pairs (rta_state.journal) are re-read; everything is
+ *    re-read when the journal overflowed between two queries or the state is new;
  *  - per protocol / chain: rank of its slug / name in sorted order, so sorting and the
- *    (protocol, chain) tie-breaker compare integers (slugs never change: rebuilt only when
- *    protocols or chains are added);
- *  - per protocol: an interned category id (refreshed with the version);
- *  - per pair and window: the last computed change, reused for the same value, data
- *    timestamp and second (rta_pair_change resolves to whole seconds). The one staleness this
- *    allows: a back-dated point recorded within the same second without a version bump shows
- *    from the next second on.
+ *    (protocol, chain) tie-breaker compare integers (rebuilt only when protocols or chains are
+ *    added: names never change);
+ *  - per protocol: the interned category id (re-read with its pairs: a metadata change
+ *    journals every pair of the protocol);
+ *  - per pair and window (memo_entry): the last computed change and the interval of "now" over
+ *    which it holds. rta_pair_change_until gives the time at which the window edge reaches the
+ *    next point of the history; until then (and until the pair is touched) the value is exact,
+ *    so a change is recomputed only when its pair changed or its window edge crossed a point;
+ *  - per pair (row_text): the row's JSON text as last written, reused while the generation and
+ *    the three changes are the same.
  * Between updates, queries read only these arrays. */
 typedef struct {
-    double tvl;
-    int64_t data_ts_ms;
-    int64_t now_s;
-    double change;
+    int64_t from_ms, until_ms; /* the change holds for now in [from_ms, until_ms) */
 } memo_entry;
 
+/* One change column: values (dense, what scans read), their validity, and the validity of the
+ * whole column (every entry valid for now in [from_ms, until_ms) unless dirty). */
+#define DIRTY_MAX 1024 /* touched pairs remembered per change column before a full pass */
 typedef struct {
-    const rta_pair *p;
+    double *val;
+    memo_entry *memo;
+    int64_t from_ms, until_ms;
+    uint32_t dirty[DIRTY_MAX]; /* pairs touched since the last pass, when !all_dirty */
+    size_t ndirty;
+    int all_dirty; /* every entry must be checked (also: never computed) */
+} change_col;
+
+typedef struct {
     double tvl;
     int64_t updated_ms;
-    int64_t data_ts_ms;
     uint32_t protocol, chain;
-} pair_meta;
+    int32_t cat;  /* interned category id */
+    uint32_t gen; /* bumped on every re-read: 0 = never read */
+} pair_col;
+
+typedef struct {
+    char *text;
+    uint32_t len, cap;
+    uint32_t gen; /* pair_col.gen the text was written for; 0 = none */
+    double ch[3]; /* the changes it shows */
+} row_text;
+
+/* A real's text as jansson writes it: "%.17g" through glibc costs ~1 us, and aggregation
+ * values repeat from one query to the next while the data stands still. */
+#define NUM_CACHE 1024
+typedef struct num_text {
+    uint64_t bits;
+    uint8_t len; /* 0 = empty */
+    char text[23];
+} num_text;
 
 typedef struct cat_ent {
     UT_hash_handle hh;
@@ -540,20 +575,22 @@ typedef struct cat_ent {
 
 struct rta_query_ctx {
     const rta_state *st;
-    uint64_t version;
     int valid;
+    uint64_t seen_seq; /* journal entries consumed */
     size_t npairs, cap_pairs;
-    pair_meta *meta;
-    memo_entry *memo[3];
+    pair_col *cols;
+    change_col ch[3];
+    row_text *texts;
     size_t nprank, nparr; /* protocols ranked / allocated */
     uint32_t *prank;
     size_t ncrank, ncarr;
     uint32_t *crank;
     int32_t *cat_of; /* protocol index -> category id */
-    size_t ncat_of;
     cat_ent *cat_by_name;
     cat_ent **cats; /* id -> entry */
     size_t ncats, cap_cats;
+    rta_dbuf scratch;      /* one row's text while it is written */
+    struct num_text *nums; /* NUM_CACHE formatted reals, direct-mapped by their bits */
 };
 
 rta_query_ctx *rta_query_ctx_new(void)
@@ -563,9 +600,15 @@ rta_query_ctx *rta_query_ctx_new(void)
 
 static void ctx_clear(rta_query_ctx *c)
 {
-    for (int w = 0; w < 3; w++)
-        free(c->memo[w]);
-    free(c->meta);
+    for (int w = 0; w < 3; w++) {
+        free(c->ch[w].val);
+        free(c->ch[w].memo);
+    }
+    if (c->texts)
+        for (size_t i = 0; i < c->npairs; i++)
+            free(c->texts[i].text);
+    free(c->texts);
+    free(c->cols);
     free(c->prank);
     free(c->crank);
     free(c->cat_of);
@@ -573,6 +616,8 @@ static void ctx_clear(rta_query_ctx *c)
     for (size_t i = 0; i < c->ncats; i++)
         free(c->cats[i]);
     free(c->cats);
+    rta_dbuf_free(&c->scratch);
+    free(c->nums);
     memset(c, 0, sizeof *c);
 }
 
@@ -629,50 +674,63 @@ static int32_t intern_category(rta_query_ctx *c, const char *name)
     return e->id;
 }
 
+static int32_t protocol_category(rta_query_ctx *c, const rta_protocol *p)
+{
+    int32_t id = intern_category(c, p->category ? p->category : "");
+    c->cat_of[p->index] = id;
+    return id;
+}
+
+/* Re-reads pair i; cat is its protocol's category id, or -1 to look it up. */
+static void ctx_read_pair(rta_query_ctx *c, const rta_state *st, size_t i, int32_t cat)
+{
+    const rta_pair *p = st->pairs[i];
+    pair_col *m = &c->cols[i];
+    m->tvl = p->tvl;
+    m->updated_ms = p->updated_ms;
+    m->protocol = p->protocol->index;
+    m->chain = p->chain->index;
+    m->cat = cat >= 0 ? cat : protocol_category(c, p->protocol);
+    if (++m->gen == 0)
+        m->gen = 1;
+    for (int w = 0; w < 3; w++) {
+        change_col *col = &c->ch[w];
+        col->memo[i] = (memo_entry){.from_ms = INT64_MAX, .until_ms = INT64_MIN};
+        if (col->ndirty < DIRTY_MAX)
+            col->dirty[col->ndirty++] = (uint32_t)i;
+        else
+            col->all_dirty = 1;
+    }
+}
+
 /* Brings the mirrors up to date with st. */
 static void ctx_sync(rta_query_ctx *c, const rta_state *st)
 {
     if (c->st != st)
         ctx_clear(c);
     c->st = st;
-    if (c->valid && c->version == st->version && c->npairs == st->npairs &&
+    if (c->valid && c->seen_seq == st->journal_seq && c->npairs == st->npairs &&
         c->nprank == st->nprotocols && c->ncrank == st->nchains)
         return;
 
     if (st->npairs > c->cap_pairs) {
-        size_t cap = st->npairs + st->npairs / 2 + 64;
+        size_t cap = st->npairs + st->npairs / 2 + 64, old = c->cap_pairs;
         for (int w = 0; w < 3; w++) {
-            if (!c->memo[w])
-                continue;
-            c->memo[w] = rta_xrealloc(c->memo[w], cap * sizeof(memo_entry));
-            memset(c->memo[w] + c->cap_pairs, 0, (cap - c->cap_pairs) * sizeof(memo_entry));
+            c->ch[w].val = rta_xrealloc(c->ch[w].val, cap * sizeof(double));
+            c->ch[w].memo = rta_xrealloc(c->ch[w].memo, cap * sizeof(memo_entry));
         }
-        c->meta = rta_xrealloc(c->meta, cap * sizeof(pair_meta));
-        memset(c->meta + c->cap_pairs, 0, (cap - c->cap_pairs) * sizeof(pair_meta));
+        c->cols = rta_xrealloc(c->cols, cap * sizeof(pair_col));
+        memset(c->cols + old, 0, (cap - old) * sizeof(pair_col));
+        c->texts = rta_xrealloc(c->texts, cap * sizeof(row_text));
+        memset(c->texts + old, 0, (cap - old) * sizeof(row_text));
         c->cap_pairs = cap;
     }
-    for (size_t i = 0; i < st->npairs; i++) {
-        if (i + 8 < st->npairs)
-            __builtin_prefetch(st->pairs[i + 8]); /* overlap the cache misses */
-        const rta_pair *p = st->pairs[i];
-        pair_meta *m = &c->meta[i];
-        if (m->p != p) {
-            m->p = p;
-            m->protocol = p->protocol->index;
-            m->chain = p->chain->index;
-        }
-        m->tvl = p->tvl;
-        m->updated_ms = p->updated_ms;
-        m->data_ts_ms = p->data_ts_ms;
+    if (st->nprotocols > c->nparr) {
+        c->nparr = st->nprotocols + st->nprotocols / 2 + 64;
+        c->prank = rta_xrealloc(c->prank, c->nparr * sizeof(uint32_t));
+        c->cat_of = rta_xrealloc(c->cat_of, c->nparr * sizeof(int32_t));
     }
-    c->npairs = st->npairs;
-
     if (c->nprank != st->nprotocols) {
-        if (st->nprotocols > c->nparr) {
-            c->nparr = st->nprotocols + st->nprotocols / 2 + 64;
-            c->prank = rta_xrealloc(c->prank, c->nparr * sizeof(uint32_t));
-            c->cat_of = rta_xrealloc(c->cat_of, c->nparr * sizeof(int32_t));
-        }
         rank_by_name(st, st->nprotocols, c->prank, cmp_proto_slug);
         c->nprank = st->nprotocols;
     }
@@ -684,52 +742,244 @@ static void ctx_sync(rta_query_ctx *c, const rta_state *st)
         rank_by_name(st, st->nchains, c->crank, cmp_chain_name);
         c->ncrank = st->nchains;
     }
-    /* Categories can change with metadata: re-read them all (interned ids stay stable). */
-    for (size_t i = 0; i < st->nprotocols; i++) {
-        if (i + 8 < st->nprotocols)
-            __builtin_prefetch(st->protocols[i + 8]);
-        const char *cat = st->protocols[i]->category;
-        c->cat_of[i] = intern_category(c, cat ? cat : "");
+
+    if (!c->valid || st->journal_seq - c->seen_seq > RTA_STATE_JOURNAL) {
+        /* Everything: categories per protocol first, then the pairs. */
+        for (size_t i = 0; i < st->nprotocols; i++) {
+            if (i + 8 < st->nprotocols)
+                __builtin_prefetch(st->protocols[i + 8]);
+            protocol_category(c, st->protocols[i]);
+        }
+        for (size_t i = 0; i < st->npairs; i++) {
+            if (i + 8 < st->npairs)
+                __builtin_prefetch(st->pairs[i + 8]); /* overlap the cache misses */
+            ctx_read_pair(c, st, i, c->cat_of[st->pairs[i]->protocol->index]);
+        }
+    } else {
+        for (uint64_t s = c->seen_seq; s < st->journal_seq; s++) {
+            uint32_t i = st->journal[s % RTA_STATE_JOURNAL];
+            if (i < st->npairs)
+                ctx_read_pair(c, st, i, -1);
+        }
+        for (size_t i = c->npairs; i < st->npairs; i++) /* new pairs are journaled too */
+            if (c->cols[i].gen == 0)
+                ctx_read_pair(c, st, i, -1);
     }
-    c->ncat_of = st->nprotocols;
-    c->version = st->version;
+    c->npairs = st->npairs;
+    c->seen_seq = st->journal_seq;
     c->valid = 1;
 }
 
-/* The one place changes are computed: NaN when unknown. idx is the pair's position in
- * st->pairs, or SIZE_MAX when not known (then no memo). */
-static double pair_change(rta_query_ctx *c, const rta_pair *p, size_t idx, int which,
-                          int64_t now_ms)
+static int64_t sec_floor_ms(int64_t ms)
 {
-    if (idx >= c->npairs)
-        return rta_pair_change(p, change_windows[which], now_ms);
-    if (!c->memo[which])
-        c->memo[which] = rta_xcalloc(c->cap_pairs, sizeof(memo_entry));
-    const pair_meta *m = &c->meta[idx];
-    memo_entry *e = &c->memo[which][idx];
-    int64_t now_s = now_ms >= 0 ? now_ms / 1000 : -((-now_ms + 999) / 1000);
-    /* now_s is never 0 for a real clock, so a zeroed entry never matches */
-    if (e->now_s == now_s && e->tvl == m->tvl && e->data_ts_ms == m->data_ts_ms)
-        return e->change;
-    e->now_s = now_s;
-    e->tvl = m->tvl;
-    e->data_ts_ms = m->data_ts_ms;
-    e->change = rta_pair_change(p, change_windows[which], now_ms);
-    return e->change;
+    int64_t s = ms >= 0 ? ms / 1000 : -((-ms + 999) / 1000);
+    return s * 1000;
+}
+
+/* Recomputes entry i of column `which` when it does not hold at now_ms. */
+static inline void refresh_change(rta_query_ctx *c, change_col *col, int which, size_t i,
+                                  int64_t now_ms)
+{
+    memo_entry *e = &col->memo[i];
+    if (!(now_ms >= e->from_ms && now_ms < e->until_ms)) {
+        col->val[i] =
+            rta_pair_change_until(c->st->pairs[i], change_windows[which], now_ms, &e->until_ms);
+        e->from_ms = sec_floor_ms(now_ms); /* the history answers per whole second */
+    }
+}
+
+/* Brings change column `which` up to date for now_ms: the one place changes are computed (NaN
+ * when unknown). Costs nothing when no pair was touched and no window edge was reached since
+ * the last call; only the touched pairs when the column's interval still holds; otherwise one
+ * pass over the validity entries, recomputing the stale ones. */
+static void ensure_changes(rta_query_ctx *c, int which, int64_t now_ms)
+{
+    change_col *col = &c->ch[which];
+    int in_time = now_ms >= col->from_ms && now_ms < col->until_ms;
+    if (in_time && !col->all_dirty) {
+        for (size_t k = 0; k < col->ndirty; k++) {
+            size_t i = col->dirty[k];
+            refresh_change(c, col, which, i, now_ms);
+            if (col->memo[i].from_ms > col->from_ms)
+                col->from_ms = col->memo[i].from_ms;
+            if (col->memo[i].until_ms < col->until_ms)
+                col->until_ms = col->memo[i].until_ms;
+        }
+        col->ndirty = 0;
+        return;
+    }
+    int64_t from = INT64_MIN, until = INT64_MAX;
+    for (size_t i = 0; i < c->npairs; i++) {
+        refresh_change(c, col, which, i, now_ms);
+        const memo_entry *e = &col->memo[i];
+        if (e->from_ms > from)
+            from = e->from_ms;
+        if (e->until_ms < until)
+            until = e->until_ms;
+    }
+    col->from_ms = from;
+    col->until_ms = until;
+    col->ndirty = 0;
+    col->all_dirty = 0;
+}
+
+static double pair_change(rta_query_ctx *c, size_t i, int which, int64_t now_ms)
+{
+    ensure_changes(c, which, now_ms);
+    return c->ch[which].val[i];
+}
+
+/* ---------------------------------------------------------------- JSON text */
+
+/* Writes exactly what json_dumps(JSON_COMPACT | JSON_PRESERVE_ORDER) writes for the same
+ * values, without building jansson objects. */
+typedef struct {
+    rta_dbuf *b;
+    int err;
+} jw;
+
+static void jw_raw(jw *w, const char *s, size_t n)
+{
+    if (rta_dbuf_append(w->b, s, n) != 0)
+        w->err = 1;
+}
+
+#define JW_LIT(w, s) jw_raw((w), (s), sizeof(s) - 1)
+
+/* jansson's escaping: '"', '\\' and control characters; everything else (UTF-8 included)
+ * verbatim. */
+static void jw_str(jw *w, const char *s)
+{
+    JW_LIT(w, "\"");
+    const char *run = s;
+    for (const unsigned char *p = (const unsigned char *)s;; p++) {
+        unsigned char ch = *p;
+        if (ch >= 0x20 && ch != '"' && ch != '\\')
+            continue;
+        jw_raw(w, run, (size_t)((const char *)p - run));
+        if (ch == 0)
+            break;
+        char esc[8];
+        const char *t = esc;
+        size_t n = 2;
+        switch (ch) {
+        case '"':
+            t = "\\\"";
+            break;
+        case '\\':
+            t = "\\\\";
+            break;
+        case '\b':
+            t = "\\b";
+            break;
+        case '\f':
+            t = "\\f";
+            break;
+        case '\n':
+            t = "\\n";
+            break;
+        case '\r':
+            t = "\\r";
+            break;
+        case '\t':
+            t = "\\t";
+            break;
+        default:
+            snprintf(esc, sizeof esc, "\\u%04X", (unsigned)ch);
+            n = 6;
+            break;
+        }
+        jw_raw(w, t, n);
+        run = (const char *)p + 1;
+    }
+    JW_LIT(w, "\"");
+}
+
+/* A finite real as jansson prints it ("%.17g", then ".0" when it would read back as an
+ * integer, exponent without '+' and leading zeros) into buf (>= 32 bytes); returns the length,
+ * or 0 when it does not fit. */
+static size_t fmt_real(char *buf, size_t size, double d)
+{
+    int n = snprintf(buf, size - 3, "%.17g", d);
+    if (n < 0 || n >= (int)size - 3)
+        return 0;
+    size_t len = (size_t)n;
+    if (!strchr(buf, '.') && !strchr(buf, 'e')) {
+        buf[len++] = '.';
+        buf[len++] = '0';
+        buf[len] = '\0';
+    }
+    char *e = strchr(buf, 'e');
+    if (e) {
+        char *start = e + 1, *end = e + 2;
+        if (*start == '-')
+            start++;
+        while (*end == '0')
+            end++;
+        if (end != start) {
+            memmove(start, end, len - (size_t)(end - buf) + 1);
+            len -= (size_t)(end - start);
+        }
+    }
+    return len;
+}
+
+/* The real d, or null when it is not finite (like jnum()); through the context's cache of
+ * formatted numbers when cache is not NULL. */
+static void jw_real_c(jw *w, double d, num_text *cache)
+{
+    if (!isfinite(d)) {
+        JW_LIT(w, "null");
+        return;
+    }
+    uint64_t bits;
+    memcpy(&bits, &d, sizeof bits);
+    num_text *e = NULL;
+    if (cache) {
+        e = &cache[(bits * 0x9E3779B97F4A7C15ULL) >> 54]; /* 10 bits: NUM_CACHE */
+        if (e->len && e->bits == bits) {
+            jw_raw(w, e->text, e->len);
+            return;
+        }
+    }
+    char buf[48];
+    size_t len = fmt_real(buf, sizeof buf, d);
+    if (len == 0) {
+        w->err = 1;
+        return;
+    }
+    if (e && len <= sizeof e->text) {
+        e->bits = bits;
+        e->len = (uint8_t)len;
+        memcpy(e->text, buf, len);
+    }
+    jw_raw(w, buf, len);
+}
+
+static void jw_real(jw *w, double d)
+{
+    jw_real_c(w, d, NULL);
+}
+
+static void jw_int(jw *w, long long v)
+{
+    char buf[32];
+    int n = snprintf(buf, sizeof buf, "%lld", v);
+    jw_raw(w, buf, (size_t)n);
 }
 
 /* ---------------------------------------------------------------- execution */
 
 typedef struct {
-    const rta_pair *p;
     double key;     /* numeric sort key (NaN = unknown, always last); ranks for string fields */
-    uint32_t idx;   /* position in st->pairs, UINT32_MAX when not known */
+    uint32_t idx;   /* position in st->pairs */
     uint32_t prank; /* tie-breakers: rank of the protocol slug, of the chain name */
     uint32_t crank;
 } row;
 
 typedef struct {
-    int by_name; /* compare display names (the one string field without a rank) */
+    const rta_state *st; /* for display names (the one string field without a rank) */
+    int by_name;
     int desc;
 } sort_ctx;
 
@@ -739,7 +989,7 @@ static inline int row_cmp(const row *a, const row *b, const sort_ctx *c)
 {
     int r;
     if (c->by_name) {
-        r = strcmp(a->p->protocol->name, b->p->protocol->name);
+        r = strcmp(c->st->pairs[a->idx]->protocol->name, c->st->pairs[b->idx]->protocol->name);
         if (c->desc)
             r = -r;
     } else {
@@ -756,6 +1006,16 @@ static inline int row_cmp(const row *a, const row *b, const sort_ctx *c)
     if (a->prank != b->prank)
         return a->prank < b->prank ? -1 : 1;
     return (a->crank > b->crank) - (a->crank < b->crank);
+}
+
+/* 1 when a row with key a sorts strictly after one with key b, whatever their tie-breakers
+ * (row_cmp's order on keys alone). */
+static inline int key_after(double a, double b, int desc)
+{
+    int an = isnan(a), bn = isnan(b);
+    if (an || bn)
+        return an && !bn;
+    return desc ? a < b : a > b;
 }
 
 static int row_cmp_q(const void *a, const void *b, void *c)
@@ -829,31 +1089,36 @@ typedef struct {
     size_t nslots, cap;
 } agg_state;
 
-static void acc_add(agg_state *a, int32_t key, double v)
+static inline acc *acc_slot(agg_state *a, int32_t key)
 {
-    acc *s;
-    if (key < 0) {
-        s = &a->slots[0];
-    } else {
-        int32_t *slot = &a->slot_of[key];
-        if (!*slot) {
-            if (a->nslots == a->cap) {
-                a->cap = a->cap ? a->cap * 2 : 16;
-                a->slots = rta_xrealloc(a->slots, a->cap * sizeof(acc));
-            }
-            a->slots[a->nslots] = (acc){.sum = 0, .min = INFINITY, .max = -INFINITY, .key = key};
-            *slot = (int32_t)++a->nslots;
+    if (key < 0)
+        return &a->slots[0];
+    int32_t *slot = &a->slot_of[key];
+    if (!*slot) {
+        if (a->nslots == a->cap) {
+            a->cap = a->cap ? a->cap * 2 : 16;
+            a->slots = rta_xrealloc(a->slots, a->cap * sizeof(acc));
         }
-        s = &a->slots[*slot - 1];
+        a->slots[a->nslots] = (acc){.sum = 0, .min = INFINITY, .max = -INFINITY, .key = key};
+        *slot = (int32_t)++a->nslots;
     }
-    if (isnan(v))
-        return;
-    s->sum += v;
-    if (v < s->min)
-        s->min = v;
-    if (v > s->max)
-        s->max = v;
-    s->count++;
+    return &a->slots[*slot - 1];
+}
+
+/* Unknown values (NaN) create the group but are not counted. min / max are kept only when the
+ * operation shows them (minmax). */
+static inline void acc_add(agg_state *a, int32_t key, double v, int minmax)
+{
+    acc *s = acc_slot(a, key);
+    int known = !isnan(v);
+    s->sum += known ? v : 0.0;
+    s->count += (size_t)known;
+    if (minmax && known) {
+        if (v < s->min)
+            s->min = v;
+        if (v > s->max)
+            s->max = v;
+    }
 }
 
 static double acc_value(const acc *s, int op)
@@ -898,8 +1163,9 @@ static int group_cmp(const void *va, const void *vb)
     return strcmp(a->key, b->key);
 }
 
-static json_t *agg_result(const agg_spec *spec, const agg_state *a, const rta_state *st,
-                          const rta_query_ctx *c)
+/* The groups of one aggregation in output order (caller frees). */
+static group_out *agg_groups(const agg_spec *spec, const agg_state *a, const rta_state *st,
+                             const rta_query_ctx *c)
 {
     group_out *g = rta_xcalloc(a->nslots ? a->nslots : 1, sizeof *g);
     for (size_t i = 0; i < a->nslots; i++) {
@@ -922,6 +1188,13 @@ static json_t *agg_result(const agg_spec *spec, const agg_state *a, const rta_st
         }
     }
     qsort(g, a->nslots, sizeof *g, group_cmp);
+    return g;
+}
+
+static json_t *agg_result(const agg_spec *spec, const agg_state *a, const rta_state *st,
+                          const rta_query_ctx *c)
+{
+    group_out *g = agg_groups(spec, a, st, c);
     json_t *groups = json_array();
     for (size_t i = 0; i < a->nslots; i++)
         json_array_append_new(groups,
@@ -933,8 +1206,40 @@ static json_t *agg_result(const agg_spec *spec, const agg_state *a, const rta_st
                      op_names[spec->op], "group_by", group_names[spec->group], "groups", groups);
 }
 
-static json_t *row_json(rta_query_ctx *c, const rta_pair *p, size_t idx, int64_t now_ms)
+static void agg_text(jw *w, const agg_spec *spec, const agg_state *a, const rta_state *st,
+                     rta_query_ctx *c)
 {
+    if (!c->nums)
+        c->nums = rta_xcalloc(NUM_CACHE, sizeof(num_text));
+    group_out *g = agg_groups(spec, a, st, c);
+    JW_LIT(w, "{\"field\":");
+    jw_str(w, field_names[spec->field]);
+    JW_LIT(w, ",\"operation\":");
+    jw_str(w, op_names[spec->op]);
+    JW_LIT(w, ",\"group_by\":");
+    jw_str(w, group_names[spec->group]);
+    JW_LIT(w, ",\"groups\":[");
+    for (size_t i = 0; i < a->nslots; i++) {
+        if (i)
+            JW_LIT(w, ",");
+        JW_LIT(w, "{\"key\":");
+        if (g[i].key)
+            jw_str(w, g[i].key);
+        else
+            JW_LIT(w, "null");
+        JW_LIT(w, ",\"value\":");
+        jw_real_c(w, g[i].value, c->nums);
+        JW_LIT(w, ",\"count\":");
+        jw_int(w, (long long)g[i].s->count);
+        JW_LIT(w, "}");
+    }
+    JW_LIT(w, "]}");
+    free(g);
+}
+
+static json_t *row_json(rta_query_ctx *c, size_t idx, int64_t now_ms)
+{
+    const rta_pair *p = c->st->pairs[idx];
     char ts[32];
     rta_time_iso8601(p->updated_ms, ts, sizeof ts);
     const rta_protocol *pr = p->protocol;
@@ -945,11 +1250,63 @@ static json_t *row_json(rta_query_ctx *c, const rta_pair *p, size_t idx, int64_t
     json_object_set_new_nocheck(o, "chain", json_string_nocheck(p->chain->name));
     json_object_set_new_nocheck(o, "category", json_string(pr->category ? pr->category : ""));
     json_object_set_new_nocheck(o, "tvl", jnum(p->tvl));
-    json_object_set_new_nocheck(o, "change_1h", jnum(pair_change(c, p, idx, 0, now_ms)));
-    json_object_set_new_nocheck(o, "change_24h", jnum(pair_change(c, p, idx, 1, now_ms)));
-    json_object_set_new_nocheck(o, "change_7d", jnum(pair_change(c, p, idx, 2, now_ms)));
+    json_object_set_new_nocheck(o, "change_1h", jnum(pair_change(c, idx, 0, now_ms)));
+    json_object_set_new_nocheck(o, "change_24h", jnum(pair_change(c, idx, 1, now_ms)));
+    json_object_set_new_nocheck(o, "change_7d", jnum(pair_change(c, idx, 2, now_ms)));
     json_object_set_new_nocheck(o, "updatedAt", json_string_nocheck(ts));
     return o;
+}
+
+/* The same row as text, from the row cache when nothing it shows has changed. */
+static int row_text_put(jw *w, rta_query_ctx *c, size_t idx, int64_t now_ms)
+{
+    double ch[3];
+    for (int k = 0; k < 3; k++)
+        ch[k] = pair_change(c, idx, k, now_ms);
+    row_text *t = &c->texts[idx];
+    const pair_col *m = &c->cols[idx];
+    if (!(t->text && t->gen == m->gen && memcmp(t->ch, ch, sizeof ch) == 0)) {
+        const rta_pair *p = c->st->pairs[idx];
+        const rta_protocol *pr = p->protocol;
+        char ts[32];
+        rta_time_iso8601(p->updated_ms, ts, sizeof ts);
+        if (c->scratch.max == 0)
+            rta_dbuf_init(&c->scratch, 1u << 20);
+        rta_dbuf_reset(&c->scratch);
+        jw rw = {.b = &c->scratch};
+        JW_LIT(&rw, "{\"protocol\":");
+        jw_str(&rw, pr->slug);
+        JW_LIT(&rw, ",\"name\":");
+        jw_str(&rw, pr->name ? pr->name : pr->slug);
+        JW_LIT(&rw, ",\"chain\":");
+        jw_str(&rw, p->chain->name);
+        JW_LIT(&rw, ",\"category\":");
+        jw_str(&rw, pr->category ? pr->category : "");
+        JW_LIT(&rw, ",\"tvl\":");
+        jw_real(&rw, p->tvl);
+        JW_LIT(&rw, ",\"change_1h\":");
+        jw_real(&rw, ch[0]);
+        JW_LIT(&rw, ",\"change_24h\":");
+        jw_real(&rw, ch[1]);
+        JW_LIT(&rw, ",\"change_7d\":");
+        jw_real(&rw, ch[2]);
+        JW_LIT(&rw, ",\"updatedAt\":");
+        jw_str(&rw, ts);
+        JW_LIT(&rw, "}");
+        if (rw.err)
+            return -1;
+        size_t len = c->scratch.len;
+        if (len > t->cap) {
+            t->cap = (uint32_t)len;
+            t->text = rta_xrealloc(t->text, len);
+        }
+        memcpy(t->text, c->scratch.data, len);
+        t->len = (uint32_t)len;
+        t->gen = m->gen;
+        memcpy(t->ch, ch, sizeof ch);
+    }
+    jw_raw(w, t->text, t->len);
+    return 0;
 }
 
 static int in_range(const range *r, double v)
@@ -968,24 +1325,50 @@ static int cmp_cat_name(const void *a, const void *b)
     return strcmp((*(cat_ent *const *)a)->name, (*(cat_ent *const *)b)->name);
 }
 
-json_t *rta_query_exec_ctx(const rta_query *q, const rta_state *st, rta_query_ctx *c,
-                           int64_t now_ms)
+/* What one execution found: the matching rows (the page is rows[first, have)), in order, and
+ * the aggregations' accumulators. */
+typedef struct {
+    row *rows;
+    size_t nrows, first, have;
+    agg_state aggs[RTA_QUERY_MAX_AGGS];
+    size_t naggs;
+} exec_out;
+
+static void exec_out_free(exec_out *o)
+{
+    for (size_t i = 0; i < o->naggs; i++) {
+        free(o->aggs[i].slot_of);
+        free(o->aggs[i].slots);
+    }
+    free(o->rows);
+}
+
+static void exec_run(const rta_query *q, const rta_state *st, rta_query_ctx *c, int64_t now_ms,
+                     exec_out *o)
 {
     ctx_sync(c, st);
+    memset(o, 0, sizeof *o);
 
     /* Candidate pairs: the listed protocols' pairs, or all pairs. */
-    const rta_protocol **plist = NULL;
-    size_t nplist = 0, ncand = st->npairs;
+    uint32_t *cand = NULL;
+    size_t ncand = st->npairs;
     if (q->protocols.n) {
-        plist = rta_xcalloc(q->protocols.n, sizeof *plist);
-        ncand = 0;
+        size_t n = 0;
+        const rta_protocol **plist = rta_xcalloc(q->protocols.n, sizeof *plist);
+        size_t nplist = 0;
         for (size_t i = 0; i < q->protocols.n; i++) {
             const rta_protocol *p = rta_state_find_protocol(st, q->protocols.items[i]);
             if (p) {
                 plist[nplist++] = p;
-                ncand += p->npairs;
+                n += p->npairs;
             }
         }
+        cand = rta_xmalloc((n ? n : 1) * sizeof *cand);
+        ncand = 0;
+        for (size_t i = 0; i < nplist; i++)
+            for (size_t j = 0; j < plist[i]->npairs; j++)
+                cand[ncand++] = plist[i]->pairs[j]->index;
+        free(plist);
     }
 
     /* Chain filter as a mark per chain index. */
@@ -1029,11 +1412,10 @@ json_t *rta_query_exec_ctx(const rta_query *q, const rta_state *st, rta_query_ct
     if (q->sort_field >= F_CHANGE_1H && q->sort_field <= F_CHANGE_7D)
         need[q->sort_field - F_CHANGE_1H] = 1;
 
-    agg_state aggs[RTA_QUERY_MAX_AGGS];
-    memset(aggs, 0, sizeof aggs);
+    o->naggs = q->naggs;
     for (size_t i = 0; i < q->naggs; i++) {
         const agg_spec *s = &q->aggs[i];
-        agg_state *a = &aggs[i];
+        agg_state *a = &o->aggs[i];
         size_t ndomain = 0;
         if (s->field >= F_CHANGE_1H)
             need[s->field - F_CHANGE_1H] = 1;
@@ -1057,132 +1439,177 @@ json_t *rta_query_exec_ctx(const rta_query *q, const rta_state *st, rta_query_ct
             a->slot_of = rta_xcalloc(ndomain ? ndomain : 1, sizeof(int32_t));
     }
 
-    row *rows = rta_xmalloc((ncand ? ncand : 1) * sizeof(row));
-    size_t nrows = 0;
-    size_t pi = 0, pj = 0; /* cursor over plist */
-    for (size_t idx = 0;; idx++) {
-        const rta_pair *p;
-        size_t pidx = SIZE_MAX;
-        uint32_t proto_i, chain_i;
-        double tvl;
-        int64_t updated_ms;
-        if (plist) {
-            while (pi < nplist && pj >= plist[pi]->npairs) {
-                pi++;
-                pj = 0;
-            }
-            if (pi >= nplist)
-                break;
-            p = plist[pi]->pairs[pj++];
-            proto_i = p->protocol->index;
-            chain_i = p->chain->index;
-            tvl = p->tvl;
-            updated_ms = p->updated_ms;
-        } else {
-            if (idx >= c->npairs)
-                break;
-            const pair_meta *m = &c->meta[idx];
-            p = m->p;
-            pidx = idx;
-            proto_i = m->protocol;
-            chain_i = m->chain;
-            tvl = m->tvl;
-            updated_ms = m->updated_ms;
-        }
-        if (chain_ok && !chain_ok[chain_i])
-            continue;
-        int32_t cat_id = c->cat_of[proto_i];
-        if (cat_ok && !cat_ok[cat_id])
-            continue;
-        if (tvl_filter && !in_range(&q->tvl, tvl))
-            continue;
-        double ch[3] = {NAN, NAN, NAN};
-        for (int w = 0; w < 3; w++)
-            if (need[w])
-                ch[w] = pair_change(c, p, pidx, w, now_ms);
-        if (change_filter && !in_range(&q->change_24h, ch[1]))
-            continue;
-
-        for (size_t i = 0; i < q->naggs; i++) {
-            const agg_spec *s = &q->aggs[i];
-            double v = s->field == F_TVL ? tvl : ch[s->field - F_CHANGE_1H];
-            int32_t key;
-            switch (s->group) {
-            case G_CHAIN:
-                key = (int32_t)chain_i;
-                break;
-            case G_PROTOCOL:
-                key = (int32_t)proto_i;
-                break;
-            case G_CATEGORY:
-                key = cat_id;
-                break;
-            default:
-                key = -1;
-                break;
-            }
-            acc_add(&aggs[i], key, v);
+    const double *chv[3] = {NULL, NULL, NULL};
+    for (int w = 0; w < 3; w++)
+        if (need[w]) {
+            ensure_changes(c, w, now_ms);
+            chv[w] = c->ch[w].val;
         }
 
-        row *r = &rows[nrows++];
-        r->p = p;
-        r->idx = pidx == SIZE_MAX ? UINT32_MAX : (uint32_t)pidx;
-        r->prank = c->prank[proto_i];
-        r->crank = c->crank[chain_i];
+    /* The scan: filters, then one row (sort key + tie-breakers) per match. When the page ends
+     * early in a long list, only the first `want` rows are kept, in a bounded heap (a max-heap
+     * under row_cmp: the root sorts last among the kept ones), so most rows cost one compare;
+     * otherwise every row is kept and sorted afterwards. The matches' indices are kept for the
+     * aggregations. */
+    sort_ctx sc = {.st = st, .by_name = q->sort_field == F_NAME, .desc = q->sort_desc};
+    size_t want = q->offset + q->limit;
+    int use_heap = want > 0 && want <= ncand / 4;
+    size_t rows_cap = use_heap ? want : ncand;
+    row *rows = rta_xmalloc((rows_cap ? rows_cap : 1) * sizeof(row));
+    uint32_t *sel = q->naggs ? rta_xmalloc((ncand ? ncand : 1) * sizeof(uint32_t)) : NULL;
+    size_t nrows = 0, nkept = 0;
+    const double *sort_ch = q->sort_field >= F_CHANGE_1H && q->sort_field <= F_CHANGE_7D
+                                ? chv[q->sort_field - F_CHANGE_1H]
+                                : NULL;
+    for (size_t k = 0; k < ncand; k++) {
+        size_t idx = cand ? cand[k] : k;
+        const pair_col *m = &c->cols[idx];
+        if (chain_ok && !chain_ok[m->chain])
+            continue;
+        if (cat_ok && !cat_ok[m->cat])
+            continue;
+        if (tvl_filter && !in_range(&q->tvl, m->tvl))
+            continue;
+        if (change_filter && !in_range(&q->change_24h, chv[1][idx]))
+            continue;
+        if (sel)
+            sel[nrows] = (uint32_t)idx;
+        nrows++;
+        row tmp, *r = use_heap ? &tmp : &rows[nkept++];
+        r->idx = (uint32_t)idx;
         switch (q->sort_field) {
         case F_TVL:
-            r->key = tvl;
+            r->key = m->tvl;
             break;
         case F_CHANGE_1H:
         case F_CHANGE_24H:
         case F_CHANGE_7D:
-            r->key = ch[q->sort_field - F_CHANGE_1H];
+            r->key = sort_ch[idx];
             break;
         case F_UPDATED:
-            r->key = (double)updated_ms;
+            r->key = (double)m->updated_ms;
             break;
         case F_PROTOCOL:
-            r->key = r->prank;
+            r->key = c->prank[m->protocol];
             break;
         case F_CHAIN:
-            r->key = r->crank;
+            r->key = c->crank[m->chain];
             break;
         case F_CATEGORY:
-            r->key = cat_rank[cat_id];
+            r->key = cat_rank[m->cat];
             break;
         default:
             r->key = 0;
             break; /* F_NAME compares strings */
         }
+        /* A full heap rejects most rows on the key alone, before the tie-breakers are read. */
+        if (use_heap && nkept == want && !sc.by_name && key_after(r->key, rows[0].key, sc.desc))
+            continue;
+        r->prank = c->prank[m->protocol];
+        r->crank = c->crank[m->chain];
+        if (use_heap) {
+            if (nkept < want) {
+                rows[nkept] = tmp;
+                heap_sift_up(rows, nkept++, &sc);
+            } else if (row_cmp(&tmp, &rows[0], &sc) < 0) {
+                rows[0] = tmp;
+                heap_sift_down(rows, nkept, 0, &sc);
+            }
+        }
     }
 
-    sort_ctx sc = {.by_name = q->sort_field == F_NAME, .desc = q->sort_desc};
-    size_t want = q->offset + q->limit;
-    size_t have = q->offset < nrows ? order_rows(rows, nrows, want, &sc) : 0;
-    json_t *data = json_array();
-    for (size_t i = q->offset; i < have; i++)
-        json_array_append_new(
-            data,
-            row_json(c, rows[i].p, rows[i].idx == UINT32_MAX ? SIZE_MAX : rows[i].idx, now_ms));
-
-    json_t *aggs_out = json_array();
-    for (size_t i = 0; i < q->naggs; i++)
-        json_array_append_new(aggs_out, agg_result(&q->aggs[i], &aggs[i], st, c));
-
-    json_t *res =
-        json_pack("{s:o,s:o,s:{s:I,s:I}}", "data", data, "aggregations", aggs_out, "meta", "total",
-                  (json_int_t)nrows, "returned", (json_int_t)json_array_size(data));
-
+    /* Aggregations over the matching rows, one tight loop each (before the rows are reordered;
+     * the order of additions is the scan order, as it always was). */
     for (size_t i = 0; i < q->naggs; i++) {
-        free(aggs[i].slot_of);
-        free(aggs[i].slots);
+        const agg_spec *s = &q->aggs[i];
+        agg_state *a = &o->aggs[i];
+        const double *vals = s->field == F_TVL ? NULL : chv[s->field - F_CHANGE_1H];
+        int minmax = s->op == OP_MIN || s->op == OP_MAX;
+#define AGG_LOOP(KEY)                                                                              \
+    for (size_t k = 0; k < nrows; k++) {                                                           \
+        uint32_t idx = sel[k];                                                                     \
+        const pair_col *m = &c->cols[idx];                                                         \
+        acc_add(a, (KEY), vals ? vals[idx] : m->tvl, minmax);                                      \
     }
-    free(rows);
+        switch (s->group) {
+        case G_CHAIN:
+            AGG_LOOP((int32_t)m->chain)
+            break;
+        case G_PROTOCOL:
+            AGG_LOOP((int32_t)m->protocol)
+            break;
+        case G_CATEGORY:
+            AGG_LOOP(m->cat)
+            break;
+        default:
+            AGG_LOOP(-1)
+            break;
+        }
+#undef AGG_LOOP
+    }
+
+    o->rows = rows;
+    o->nrows = nrows;
+    o->first = q->offset;
+    if (use_heap) {
+        qsort_r(rows, nkept, sizeof(row), row_cmp_q, &sc);
+        o->have = nkept;
+    } else {
+        o->have = q->offset < nkept ? order_rows(rows, nkept, want, &sc) : 0;
+    }
+    free(sel);
+    if (o->have < o->first)
+        o->have = o->first;
     free(cat_rank);
     free(cat_ok);
     free(chain_ok);
-    free(plist);
+    free(cand);
+}
+
+json_t *rta_query_exec_ctx(const rta_query *q, const rta_state *st, rta_query_ctx *c,
+                           int64_t now_ms)
+{
+    exec_out o;
+    exec_run(q, st, c, now_ms, &o);
+    json_t *data = json_array();
+    for (size_t i = o.first; i < o.have; i++)
+        json_array_append_new(data, row_json(c, o.rows[i].idx, now_ms));
+    json_t *aggs_out = json_array();
+    for (size_t i = 0; i < q->naggs; i++)
+        json_array_append_new(aggs_out, agg_result(&q->aggs[i], &o.aggs[i], st, c));
+    json_t *res =
+        json_pack("{s:o,s:o,s:{s:I,s:I}}", "data", data, "aggregations", aggs_out, "meta", "total",
+                  (json_int_t)o.nrows, "returned", (json_int_t)json_array_size(data));
+    exec_out_free(&o);
     return res;
+}
+
+int rta_query_exec_text(const rta_query *q, const rta_state *st, rta_query_ctx *c, int64_t now_ms,
+                        rta_dbuf *out)
+{
+    exec_out o;
+    exec_run(q, st, c, now_ms, &o);
+    jw w = {.b = out};
+    int rc = 0;
+    JW_LIT(&w, "{\"data\":[");
+    for (size_t i = o.first; i < o.have && rc == 0; i++) {
+        if (i > o.first)
+            JW_LIT(&w, ",");
+        rc = row_text_put(&w, c, o.rows[i].idx, now_ms);
+    }
+    JW_LIT(&w, "],\"aggregations\":[");
+    for (size_t i = 0; i < q->naggs; i++) {
+        if (i)
+            JW_LIT(&w, ",");
+        agg_text(&w, &q->aggs[i], &o.aggs[i], st, c);
+    }
+    JW_LIT(&w, "],\"meta\":{\"total\":");
+    jw_int(&w, (long long)o.nrows);
+    JW_LIT(&w, ",\"returned\":");
+    jw_int(&w, (long long)(o.have - o.first));
+    JW_LIT(&w, "}}");
+    exec_out_free(&o);
+    return rc != 0 || w.err ? -1 : 0;
 }
 
 json_t *rta_query_exec(const rta_query *q, const rta_state *st, int64_t now_ms)

@@ -24,6 +24,7 @@
 #include <uthash.h>
 
 #define NSP "/v1/realtime"
+#define RT_QUEUE_MAX (1u << 20) /* events waiting for fan-out before pacing gives up */
 #define SUB_NAME_MAX 320
 
 enum { SUB_PROTOCOL = 0, SUB_TVL_CHANGES, SUB_PRICE, SUB_PRICE_CHANGES, SUB_NTYPES };
@@ -41,8 +42,8 @@ typedef struct sub {
     size_t idx;        /* position in room->subs or in the threshold array */
     double threshold;  /* threshold subscriptions */
     char *protocol, *chain, *token;
-    char name[SUB_NAME_MAX];
     client *cl;
+    char name[]; /* the room name, allocated with the struct (most are short) */
 } sub;
 
 struct room {
@@ -58,7 +59,7 @@ struct client {
     rta_sio_socket *sio;
     rta_ws *ws;
     char key_id[RTA_KEY_ID_LEN + 1];
-    char user_id[129];
+    char *user_id;         /* owned copy, "" when the key has none */
     char tier[16];
     char transport[16];    /* metrics label, fixed at connect so increments and decrements match */
     char remote_ip[46];
@@ -74,6 +75,15 @@ struct client {
     int64_t connected_ms;
     int recovering;        /* Socket.IO session restored: replay after recover_from */
     uint64_t recover_from;
+    /* catch-up (recovery / resume): reading the event log, paced, until live */
+    int catching;
+    int catch_ws_resume;   /* plain WS resume (answer "resumed") vs Socket.IO recovery */
+    int catch_complete;
+    uint64_t catch_from, catch_cursor;
+    size_t catch_count;
+    json_t *catch_id;      /* plain WS: the resume message's id, echoed */
+    uint64_t catch_blocked_until; /* loop ms: its backlog was full */
+    client *catch_next;
     client *prev, *next;
 };
 
@@ -108,6 +118,16 @@ struct rta_rt {
     /* metrics */
     rta_metric_family *m_conn, *m_subs, *m_msgs, *m_bytes, *m_slow, *m_auth, *m_deliveries;
     rta_histogram *m_lag;
+    rta_counter *c_bytes_out;
+    /* paced fan-out: events wait here and go out a slice per loop turn, so one big ingest
+     * batch cannot fill every subscriber's backlog in a single turn */
+    rta_event **queue;
+    size_t qhead, qlen, qcap;
+    uv_idle_t pump;
+    uv_timer_t pump_retry;  /* catch-ups whose clients are all blocked: retry shortly */
+    int pump_on;
+    int closed;             /* shut down: no more fan-out */
+    client *catching;       /* clients catching up from the event log */
 };
 
 /* ---------- small helpers ---------- */
@@ -387,14 +407,15 @@ static json_t *do_subscribe(rta_rt *rt, client *cl, json_t *payload, int audit)
         return json_pack("{s:b,s:o}", "ok", 0, "error",
                          error_obj("subscription_limit", msg, "type", "max_subscriptions"));
     }
-    sub *s = rta_xcalloc(1, sizeof *s);
+    size_t name_len = strlen(name);
+    sub *s = rta_xcalloc(1, sizeof *s + name_len + 1);
     s->type = sp.type;
     s->cl = cl;
     s->threshold = sp.threshold;
     s->protocol = rta_strdup(sp.protocol);
     s->chain = rta_strdup(sp.chain);
     s->token = rta_strdup(sp.token);
-    snprintf(s->name, sizeof s->name, "%s", name);
+    memcpy(s->name, name, name_len + 1);
     index_add(rt, s);
     cl->subs = rta_xrealloc(cl->subs, (cl->nsubs + 1) * sizeof *cl->subs);
     cl->subs[cl->nsubs++] = s;
@@ -447,21 +468,36 @@ static json_t *do_unsubscribe(rta_rt *rt, client *cl, json_t *payload)
 
 static void client_close_slow(rta_rt *rt, client *cl);
 
+/* An event encoded once for every recipient. The compressed plain-WS frame is built on first
+ * use, i.e. only when a recipient negotiated permessage-deflate. */
+typedef struct encoded {
+    rta_rbuf *sio_text, *sio_frame, *ws_frame;
+    rta_dbuf ws_text;     /* what ws_frame holds, kept for compressing */
+    rta_rbuf *ws_deflated; /* NULL: not built yet, or compression did not help */
+    int deflate_tried;
+} encoded;
+
 /* Queues shared buffers on a client. Returns 0, or -1 when its backlog is full. */
-static int client_send(rta_rt *rt, client *cl, rta_rbuf *sio_text, rta_rbuf *sio_frame,
-                       rta_rbuf *ws_frame)
+static int client_send(rta_rt *rt, client *cl, encoded *x)
 {
     int rc;
     size_t bytes;
     if (cl->kind == CL_WS) {
-        rc = rta_ws_send_frame(cl->ws, ws_frame);
-        bytes = ws_frame->len;
+        if (!x->deflate_tried && rta_ws_deflate_enabled(cl->ws)) {
+            x->deflate_tried = 1;
+            x->ws_deflated = rta_ws_frame_deflated(RTA_WS_OP_TEXT, x->ws_text.data, x->ws_text.len);
+        }
+        /* what was queued (the plain or the compressed frame) is what goes on the wire */
+        size_t before = rta_ws_queued_bytes(cl->ws);
+        rc = rta_ws_send_frames(cl->ws, x->ws_frame, x->ws_deflated);
+        bytes = rta_ws_queued_bytes(cl->ws) - before;
     } else {
-        rc = rta_sio_send_packet(cl->sio, sio_text, sio_frame);
-        bytes = sio_text->len;
+        rc = rta_sio_send_packet(cl->sio, x->sio_text, x->sio_frame);
+        bytes = x->sio_text->len;
     }
     if (rc == 0) {
         rt->stats.bytes_out += bytes;
+        rta_counter_add(rt->c_bytes_out, (double)bytes);
         return 0;
     }
     return -1;
@@ -501,10 +537,6 @@ static json_t *event_payload(const rta_event *e, const char **name)
     return o;
 }
 
-typedef struct encoded {
-    rta_rbuf *sio_text, *sio_frame, *ws_frame;
-} encoded;
-
 static void encode_event(const rta_event *e, int want_sio, int want_ws, encoded *out)
 {
     const char *name;
@@ -519,13 +551,12 @@ static void encode_event(const rta_event *e, int want_sio, int want_ws, encoded 
         out->sio_frame = rta_ws_frame(RTA_WS_OP_TEXT, out->sio_text->data, out->sio_text->len);
     }
     if (want_ws) {
-        rta_dbuf b;
-        rta_dbuf_init(&b, len + 64);
-        rta_dbuf_printf(&b, "{\"type\":\"%s\",\"data\":", name);
-        rta_dbuf_append(&b, text, len);
-        rta_dbuf_puts(&b, "}");
-        out->ws_frame = rta_ws_frame(RTA_WS_OP_TEXT, b.data, b.len);
-        rta_dbuf_free(&b);
+        rta_dbuf *b = &out->ws_text;
+        rta_dbuf_init(b, len + 64);
+        rta_dbuf_printf(b, "{\"type\":\"%s\",\"data\":", name);
+        rta_dbuf_append(b, text, len);
+        rta_dbuf_puts(b, "}");
+        out->ws_frame = rta_ws_frame(RTA_WS_OP_TEXT, b->data, b->len);
     }
     free(text);
     json_decref(p);
@@ -539,6 +570,9 @@ static void encoded_release(encoded *x)
         rta_rbuf_unref(x->sio_frame);
     if (x->ws_frame)
         rta_rbuf_unref(x->ws_frame);
+    if (x->ws_deflated)
+        rta_rbuf_unref(x->ws_deflated);
+    rta_dbuf_free(&x->ws_text);
 }
 
 static int sub_matches(const sub *s, const rta_event *e)
@@ -567,8 +601,8 @@ static int client_matches(const client *cl, const rta_event *e)
 
 static void add_recipient(rta_rt *rt, size_t *n, client *cl, uint64_t offset)
 {
-    if (cl->last_offset_sent == offset || cl->doomed)
-        return;
+    if (offset <= cl->last_offset_sent || cl->doomed || cl->catching)
+        return; /* once per event; catching-up clients read the log instead */
     cl->last_offset_sent = offset;
     if (*n == rt->scratch_cap) {
         rt->scratch_cap = rt->scratch_cap ? rt->scratch_cap * 2 : 256;
@@ -584,6 +618,11 @@ static void add_room(rta_rt *rt, size_t *n, const char *name, const rta_event *e
         return;
     for (size_t i = 0; i < r->n; i++)
         add_recipient(rt, n, r->subs[i]->cl, e->offset);
+}
+
+static size_t client_backlog(const client *cl)
+{
+    return cl->kind == CL_WS ? rta_ws_queued_bytes(cl->ws) : rta_sio_socket_queued_bytes(cl->sio);
 }
 
 static void lagged_notice(rta_rt *rt, client *cl)
@@ -607,11 +646,10 @@ static void lagged_notice(rta_rt *rt, client *cl)
         cl->lag_from = cl->lag_to = 0;
 }
 
-void rta_rt_on_event(void *ud, rta_event *e)
+/* Delivers e to its recipients; returns the size of the largest frame written (0 when nobody
+ * wanted it), which the pump counts against its per-turn byte budget. */
+static size_t fan_out(rta_rt *rt, rta_event *e)
 {
-    rta_rt *rt = ud;
-    rt->stats.events_in++;
-    rt->last_event_offset = e->offset;
     size_t n = 0;
     char name[SUB_NAME_MAX];
     if (e->type == RTA_EVENT_PRICE_CHANGE) {
@@ -636,7 +674,7 @@ void rta_rt_on_event(void *ud, rta_event *e)
                     add_recipient(rt, &n, rt->thr[k][i]->cl, e->offset);
     }
     if (n == 0)
-        return;
+        return 0;
     int want_sio = 0, want_ws = 0;
     for (size_t i = 0; i < n; i++) {
         if (rt->scratch[i]->kind == CL_SIO)
@@ -646,13 +684,18 @@ void rta_rt_on_event(void *ud, rta_event *e)
     }
     encoded enc;
     encode_event(e, want_sio, want_ws, &enc);
+    size_t frame_bytes = enc.sio_frame ? enc.sio_frame->len : 0;
+    if (enc.ws_frame && enc.ws_frame->len > frame_bytes)
+        frame_bytes = enc.ws_frame->len;
     double lag = (double)(rta_now_us() - e->created_us) / 1e6;
     size_t delivered = 0;
     for (size_t i = 0; i < n; i++) {
         client *cl = rt->scratch[i];
         if (cl->lag_to && !rt->opts.slow_consumer_drop)
             continue;
-        if (client_send(rt, cl, enc.sio_text, enc.sio_frame, enc.ws_frame) == 0) {
+        if (cl->lag_to && client_backlog(cl) < rt->opts.max_queued_bytes / 2)
+            lagged_notice(rt, cl); /* it caught up: say what it missed, then go on */
+        if (client_send(rt, cl, &enc) == 0) {
             delivered++;
             continue;
         }
@@ -668,6 +711,7 @@ void rta_rt_on_event(void *ud, rta_event *e)
     }
     rt->stats.deliveries += delivered;
     rta_counter_add(rta_metrics_counter(rt->m_deliveries, ""), (double)delivered);
+    rta_counter_add(rta_metrics_counter(rt->m_msgs, "direction=\"out\""), (double)delivered);
     rta_histogram_observe(rt->m_lag, lag);
     encoded_release(&enc);
     /* slow consumers are closed after the loop: closing may free clients */
@@ -676,6 +720,7 @@ void rta_rt_on_event(void *ud, rta_event *e)
             rt->scratch[i]->doomed = 2;
             client_close_slow(rt, rt->scratch[i]);
         }
+    return frame_bytes;
 }
 
 /* ---------- client lifecycle ---------- */
@@ -686,7 +731,7 @@ static client *client_new(rta_rt *rt, client_kind kind, rta_key *key, const char
     cl->kind = kind;
     cl->rt = rt;
     snprintf(cl->key_id, sizeof cl->key_id, "%s", key->rec.id);
-    snprintf(cl->user_id, sizeof cl->user_id, "%s", key->rec.user_id);
+    cl->user_id = rta_strdup(key->rec.user_id ? key->rec.user_id : "");
     snprintf(cl->tier, sizeof cl->tier, "%s", key->rec.tier);
     snprintf(cl->remote_ip, sizeof cl->remote_ip, "%s", ip ? ip : "");
     const rta_tier *t = tier_of(rt, key->rec.tier);
@@ -735,6 +780,14 @@ static void save_session(rta_rt *rt, client *cl)
 
 static void client_free(rta_rt *rt, client *cl, const char *reason)
 {
+    if (cl->catching) {
+        client **pp = &rt->catching;
+        while (*pp && *pp != cl)
+            pp = &(*pp)->catch_next;
+        if (*pp)
+            *pp = cl->catch_next;
+    }
+    json_decref(cl->catch_id);
     rta_key *key = rta_keyring_get(rt->keys, cl->key_id);
     if (key && key->connections > 0)
         key->connections--;
@@ -752,6 +805,7 @@ static void client_free(rta_rt *rt, client *cl, const char *reason)
             cl->kind == CL_WS ? "ws" : "socket.io", "key_id", cl->key_id, "remote_ip",
             cl->remote_ip, "reason", reason,
             "connected_ms", (json_int_t)(rta_now_ms() - cl->connected_ms));
+    free(cl->user_id);
     free(cl);
 }
 
@@ -777,44 +831,172 @@ static int client_take_message(rta_rt *rt, client *cl)
                            &retry);
 }
 
-/* Sends the events a client missed after `after`, matching its subscriptions. */
-static void replay(rta_rt *rt, client *cl, uint64_t after, int *complete_out, size_t *count_out)
+/* ---------- pacing: the event queue and catch-up from the log ---------- */
+
+#define PUMP_EVENTS 4096      /* events fanned out per loop turn (the byte budget binds first) */
+#define CATCH_READ 128        /* log entries a catching-up client reads per loop turn */
+#define CATCH_RETRY_MS 20
+
+static void pump_start(rta_rt *rt);
+static void ws_send_json(client *cl, json_t *o);
+
+static void pump_start_timer_cb(uv_timer_t *t)
 {
-    rta_event *batch[256];
-    size_t total = 0;
+    pump_start(t->data);
+}
+
+static void catch_finish(rta_rt *rt, client *cl)
+{
+    cl->catching = 0;
+    client **pp = &rt->catching;
+    while (*pp && *pp != cl)
+        pp = &(*pp)->catch_next;
+    if (*pp)
+        *pp = cl->catch_next;
+    cl->catch_next = NULL;
+    rt->stats.replayed += cl->catch_count;
+    json_t *info = json_pack("{s:b,s:I,s:I,s:I}", "complete", cl->catch_complete, "replayed",
+                             (json_int_t)cl->catch_count, "fromOffset",
+                             (json_int_t)cl->catch_from, "lastOffset",
+                             (json_int_t)cl->catch_cursor);
+    if (cl->kind == CL_SIO) {
+        rta_sio_emit(cl->sio, "recovery", info);
+    } else {
+        json_object_set_new(info, "type", json_string("resumed"));
+        if (cl->catch_id)
+            json_object_set(info, "id", cl->catch_id);
+        ws_send_json(cl, info);
+    }
+    json_decref(info);
+    json_decref(cl->catch_id);
+    cl->catch_id = NULL;
+    rta_log(RTA_LOG_INFO, "realtime catch-up done", "{s:s,s:s,s:I,s:b,s:I}", "key_id",
+            cl->key_id, "transport", cl->kind == CL_WS ? "ws" : "socket.io", "replayed",
+            (json_int_t)cl->catch_count, "complete", cl->catch_complete, "to_offset",
+            (json_int_t)cl->catch_cursor);
+}
+
+/* Starts reading the log for cl from offset `after`, a slice per loop turn, until it has
+ * caught up with the live stream (then live fan-out takes over without gap or duplicate). */
+static void catch_start(rta_rt *rt, client *cl, uint64_t after, int ws_resume, json_t *id)
+{
+    if (cl->catching) { /* a new resume replaces the running one */
+        json_decref(cl->catch_id);
+    } else {
+        cl->catch_next = rt->catching;
+        rt->catching = cl;
+    }
+    cl->catching = 1;
+    cl->catch_ws_resume = ws_resume;
+    cl->catch_complete = 1;
+    cl->catch_from = cl->catch_cursor = after;
+    cl->catch_count = 0;
+    cl->catch_blocked_until = 0;
+    cl->catch_id = id ? json_incref(id) : NULL;
+    if (after < cl->last_offset_sent) /* never send again what this connection already has */
+        cl->last_offset_sent = after;
+    pump_start(rt);
+}
+
+/* One slice of catch-up for cl. Returns 1 when it is still catching up. */
+static int catch_step(rta_rt *rt, client *cl, uint64_t now)
+{
+    if (cl->catch_blocked_until > now)
+        return 1;
+    rta_event *batch[CATCH_READ];
     int complete = 1;
-    uint64_t cursor = after;
-    while (total < rt->opts.replay_max_events) {
-        int c = 1;
-        size_t n = rta_event_log_read(rt->log, cursor, batch, 256, &c);
-        if (cursor == after)
-            complete = c;
-        if (n == 0)
-            break;
-        for (size_t i = 0; i < n && total < rt->opts.replay_max_events; i++) {
-            rta_event *e = batch[i];
-            cursor = e->offset;
-            if (!client_matches(cl, e))
-                continue;
+    size_t n = rta_event_log_read(rt->log, cl->catch_cursor, batch, CATCH_READ, &complete);
+    if (!complete)
+        cl->catch_complete = 0;
+    for (size_t i = 0; i < n; i++) {
+        rta_event *e = batch[i];
+        if (cl->catch_count >= rt->opts.replay_max_events) {
+            cl->catch_complete = 0; /* the rest is not replayed: the client is told */
+            cl->catch_cursor = rta_event_log_last_offset(rt->log);
+            cl->last_offset_sent = cl->catch_cursor;
+            return 0;
+        }
+        if (e->offset > cl->last_offset_sent && client_matches(cl, e)) {
             encoded enc;
             encode_event(e, cl->kind == CL_SIO, cl->kind == CL_WS, &enc);
-            int rc = client_send(rt, cl, enc.sio_text, enc.sio_frame, enc.ws_frame);
+            int rc = client_send(rt, cl, &enc);
             encoded_release(&enc);
-            if (rc != 0) {
-                complete = 0;
-                break;
+            if (rc != 0) { /* backlog full: try again shortly from this event */
+                cl->catch_blocked_until = now + CATCH_RETRY_MS;
+                return 1;
             }
             cl->last_offset_sent = e->offset;
-            total++;
+            cl->catch_count++;
         }
-        if (n < 256)
-            break;
+        cl->catch_cursor = e->offset;
     }
-    if (total >= rt->opts.replay_max_events)
-        complete = 0;
-    rt->stats.replayed += total;
-    *complete_out = complete;
-    *count_out = total;
+    return n == CATCH_READ; /* fewer than asked: this is the end of the log, caught up */
+}
+
+static void on_pump(uv_idle_t *h)
+{
+    rta_rt *rt = h->data;
+    /* per turn: at most PUMP_EVENTS events and a quarter of the backlog cap in frame bytes, so
+     * a client that reads never sees its backlog fill from one burst */
+    size_t budget = rt->opts.max_queued_bytes / 4, spent = 0;
+    for (int i = 0; i < PUMP_EVENTS && rt->qlen > 0 && spent < budget; i++) {
+        rta_event *e = rt->queue[rt->qhead];
+        rt->qhead = (rt->qhead + 1) % rt->qcap;
+        rt->qlen--;
+        spent += fan_out(rt, e);
+        rta_event_unref(e);
+    }
+    uint64_t now = uv_now(rt->loop);
+    int blocked_only = 1;
+    client *cl = rt->catching;
+    while (cl) {
+        client *next = cl->catch_next;
+        if (!catch_step(rt, cl, now))
+            catch_finish(rt, cl);
+        else if (cl->catch_blocked_until <= now)
+            blocked_only = 0;
+        cl = next;
+    }
+    if (rt->qlen == 0 && (rt->catching == NULL || blocked_only)) {
+        uv_idle_stop(&rt->pump);
+        rt->pump_on = 0;
+        if (rt->catching) /* every catching client waits for its backlog: poll gently */
+            uv_timer_start(&rt->pump_retry, pump_start_timer_cb, CATCH_RETRY_MS, 0);
+    }
+}
+
+static void pump_start(rta_rt *rt)
+{
+    if (!rt->pump_on && !rt->closed) {
+        rt->pump_on = 1;
+        uv_idle_start(&rt->pump, on_pump);
+    }
+}
+
+void rta_rt_on_event(void *ud, rta_event *e)
+{
+    rta_rt *rt = ud;
+    rt->stats.events_in++;
+    rt->last_event_offset = e->offset;
+    if (rt->closed)
+        return;
+    if (rt->qlen == rt->qcap) {
+        size_t cap = rt->qcap ? rt->qcap * 2 : 1024;
+        if (cap > RT_QUEUE_MAX) { /* far behind: deliver this one now rather than grow */
+            fan_out(rt, e);
+            return;
+        }
+        rta_event **q = rta_xmalloc(cap * sizeof *q);
+        for (size_t i = 0; i < rt->qlen; i++)
+            q[i] = rt->queue[(rt->qhead + i) % rt->qcap];
+        free(rt->queue);
+        rt->queue = q;
+        rt->qcap = cap;
+        rt->qhead = 0;
+    }
+    rt->queue[(rt->qhead + rt->qlen) % rt->qcap] = rta_event_ref(e);
+    rt->qlen++;
+    pump_start(rt);
 }
 
 /* ---------- Socket.IO namespace ---------- */
@@ -948,16 +1130,10 @@ static void sio_on_connected(void *ud, rta_sio_socket *s)
     if (cl == NULL || !cl->recovering)
         return;
     cl->recovering = 0;
-    int complete;
-    size_t count;
-    replay(rt, cl, cl->recover_from, &complete, &count);
-    json_t *info = json_pack("{s:b,s:I,s:I,s:I}", "complete", complete, "replayed",
-                             (json_int_t)count, "fromOffset", (json_int_t)cl->recover_from,
-                             "lastOffset", (json_int_t)rt->last_event_offset);
-    rta_sio_emit(s, "recovery", info);
-    json_decref(info);
-    rta_log(RTA_LOG_INFO, "realtime session recovered", "{s:s,s:I,s:b}", "key_id", cl->key_id,
-            "replayed", (json_int_t)count, "complete", complete);
+    /* replay what it missed from its last offset, then live ("recovery" tells when done) */
+    catch_start(rt, cl, cl->recover_from, 0, NULL);
+    rta_log(RTA_LOG_INFO, "realtime session recovered", "{s:s,s:I}", "key_id", cl->key_id,
+            "from_offset", (json_int_t)cl->recover_from);
 }
 
 static void sio_reply(rta_sio_socket *s, int64_t ack_id, json_t *reply, const char *event)
@@ -985,7 +1161,7 @@ static void sio_on_event(void *ud, rta_sio_socket *s, const char *event, json_t 
     if (!client_take_message(rt, cl)) {
         reply = json_pack("{s:b,s:o}", "ok", 0, "error",
                           error_obj("rate_limited", "too many messages for this key's tier",
-                                    NULL, "messages_per_minute"));
+                                    "event", "messages_per_minute"));
     } else if (strcmp(event, "subscribe") == 0) {
         reply = do_subscribe(rt, cl, json_array_get(args, 0), 1);
     } else if (strcmp(event, "unsubscribe") == 0) {
@@ -1053,13 +1229,19 @@ static void ws_on_message(rta_ws *ws, int opcode, const char *data, size_t len)
 {
     client *cl = rta_ws_get_data(ws);
     rta_rt *rt = cl->rt;
+    rta_counter_add(rta_metrics_counter(rt->m_bytes, "direction=\"in\""), (double)len);
     json_t *reply = NULL;
     const char *type = "error";
     json_t *msg = NULL, *id = NULL;
+    if (opcode == RTA_WS_OP_TEXT) { /* parsed first, so every answer can echo its id */
+        json_error_t jerr0;
+        msg = json_loadb(data, len, JSON_REJECT_DUPLICATES, &jerr0);
+        id = json_object_get(msg, "id");
+    }
     if (!client_take_message(rt, cl)) {
         reply = json_pack("{s:b,s:o}", "ok", 0, "error",
                           error_obj("rate_limited", "too many messages for this key's tier",
-                                    NULL, "messages_per_minute"));
+                                    "op", "messages_per_minute"));
         goto answer;
     }
     if (opcode != RTA_WS_OP_TEXT) {
@@ -1068,16 +1250,16 @@ static void ws_on_message(rta_ws *ws, int opcode, const char *data, size_t len)
                                     "text"));
         goto answer;
     }
-    json_error_t jerr;
-    msg = json_loadb(data, len, JSON_REJECT_DUPLICATES, &jerr);
     if (!json_is_object(msg)) {
+        json_error_t jerr;
+        json_t *again = msg ? NULL : json_loadb(data, len, JSON_REJECT_DUPLICATES, &jerr);
+        json_decref(again);
         reply = json_pack("{s:b,s:o}", "ok", 0, "error",
                           error_obj("invalid_message",
                                     msg ? "a message must be a JSON object" : jerr.text, "$",
                                     "json"));
         goto answer;
     }
-    id = json_object_get(msg, "id");
     json_t *op = json_object_get(msg, "op");
     const char *ops = json_string_value(op);
     if (ops == NULL) {
@@ -1096,13 +1278,10 @@ static void ws_on_message(rta_ws *ws, int opcode, const char *data, size_t len)
                               error_obj("invalid_message", "offset must be a non-negative integer",
                                         "offset", "type"));
         } else {
-            int complete;
-            size_t count;
-            replay(rt, cl, (uint64_t)json_integer_value(off), &complete, &count);
-            type = "resumed";
-            reply = json_pack("{s:b,s:b,s:I,s:I,s:I}", "ok", 1, "complete", complete, "replayed",
-                              (json_int_t)count, "fromOffset", json_integer_value(off),
-                              "lastOffset", (json_int_t)rt->last_event_offset);
+            /* the events follow, then {"type":"resumed",...} once caught up */
+            catch_start(rt, cl, (uint64_t)json_integer_value(off), 1, id);
+            json_decref(msg);
+            return;
         }
     } else if (strcmp(ops, "ping") == 0) {
         type = "pong";
@@ -1160,8 +1339,10 @@ static int handle_ws_upgrade(rta_rt *rt, rta_http_req *req, rta_conn *conn, cons
                                                                  : 401;
         rta_log(RTA_LOG_INFO, "realtime connect refused", "{s:s,s:s,s:s}", "transport", "ws",
                 "remote_ip", req->remote_ip, "code", code);
+        if (status == 401)
+            rta_http_add_header(req, "WWW-Authenticate", "Bearer realm=\"rta\"");
         rta_http_send_error(req, status, code, message,
-                            json_pack("{s:i}", "connectionLimit", limit));
+                            status == 429 ? json_pack("{s:i}", "connectionLimit", limit) : NULL);
         return 1;
     }
     rta_ws_options o;
@@ -1170,6 +1351,7 @@ static int handle_ws_upgrade(rta_rt *rt, rta_http_req *req, rta_conn *conn, cons
     o.idle_timeout_ms = rt->opts.ws_idle_timeout_ms;
     o.max_message_bytes = 65536;
     o.max_frame_bytes = 65536;
+    o.permessage_deflate = rt->opts.permessage_deflate;
     client *cl = client_new(rt, CL_WS, key, req->remote_ip);
     rta_ws *ws = rta_ws_accept(req, conn, leftover, len, &o, &ws_handler, cl);
     if (ws == NULL) {
@@ -1217,6 +1399,10 @@ rta_rt *rta_rt_new(uv_loop_t *loop, const rta_rt_options *opts, rta_keyring *key
     rt->keys = keys;
     rt->log = log;
     rt->store = store;
+    uv_idle_init(loop, &rt->pump);
+    rt->pump.data = rt;
+    uv_timer_init(loop, &rt->pump_retry);
+    rt->pump_retry.data = rt;
     rta_sio_options so;
     rta_sio_options_default(&so);
     so.cors_origins = cors_origins;
@@ -1238,6 +1424,7 @@ rta_rt *rta_rt_new(uv_loop_t *loop, const rta_rt_options *opts, rta_keyring *key
                                             "Slow-consumer actions, by action");
     rt->m_auth = rta_metrics_counter_family("rta_realtime_auth_failures_total",
                                             "Refused realtime connections, by reason");
+    rt->c_bytes_out = rta_metrics_counter(rt->m_bytes, "direction=\"out\"");
     rt->m_deliveries = rta_metrics_counter_family("rta_realtime_deliveries_total",
                                                   "Events written to realtime clients");
     rt->m_lag = rta_metrics_histogram(
@@ -1249,6 +1436,20 @@ rta_rt *rta_rt_new(uv_loop_t *loop, const rta_rt_options *opts, rta_keyring *key
 
 void rta_rt_shutdown(rta_rt *rt)
 {
+    /* events still queued go out now: the clients are told to leave right after */
+    while (rt->qlen > 0) {
+        rta_event *e = rt->queue[rt->qhead];
+        rt->qhead = (rt->qhead + 1) % rt->qcap;
+        rt->qlen--;
+        fan_out(rt, e);
+        rta_event_unref(e);
+    }
+    rt->closed = 1;
+    uv_idle_stop(&rt->pump);
+    if (!uv_is_closing((uv_handle_t *)&rt->pump)) {
+        uv_close((uv_handle_t *)&rt->pump, NULL);
+        uv_close((uv_handle_t *)&rt->pump_retry, NULL);
+    }
     rta_sio_server_shutdown(rt->sio);
     client *cl = rt->clients;
     while (cl) {
@@ -1264,6 +1465,9 @@ void rta_rt_free(rta_rt *rt)
     if (rt == NULL)
         return;
     rta_sio_server_free(rt->sio);
+    for (size_t i = 0; i < rt->qlen; i++)
+        rta_event_unref(rt->queue[(rt->qhead + i) % rt->qcap]);
+    free(rt->queue);
     saved_session *ss, *tmp;
     HASH_ITER(hh, rt->saved, ss, tmp)
     {
@@ -1295,6 +1499,24 @@ int rta_rt_handle_upgrade(rta_rt *rt, rta_http_req *req, rta_conn *conn, const c
     return rta_sio_server_handle_upgrade(rt->sio, req, conn, leftover, len);
 }
 
+void rta_rt_revoke_key(rta_rt *rt, const char *key_id)
+{
+    client *cl = rt->clients;
+    while (cl) {
+        client *next = cl->next;
+        if (strcmp(cl->key_id, key_id) == 0 && !cl->doomed) {
+            cl->doomed = 2;
+            rta_log(RTA_LOG_INFO, "realtime client closed: key revoked", "{s:s,s:s}", "key_id",
+                    key_id, "remote_ip", cl->remote_ip);
+            if (cl->kind == CL_SIO)
+                rta_sio_disconnect(cl->sio, "key revoked");
+            else
+                rta_ws_close(cl->ws, 1008, "key revoked");
+        }
+        cl = next;
+    }
+}
+
 void rta_rt_notify_user(rta_rt *rt, const char *user_id, const char *event, json_t *payload)
 {
     for (client *cl = rt->clients; cl; cl = cl->next) {
@@ -1308,6 +1530,11 @@ void rta_rt_notify_user(rta_rt *rt, const char *user_id, const char *event, json
             json_decref(o);
         }
     }
+}
+
+const rta_sio_stats *rta_rt_sio_stats(const rta_rt *rt)
+{
+    return rta_sio_server_stats(rt->sio);
 }
 
 size_t rta_rt_open_sessions(const rta_rt *rt)

@@ -246,14 +246,14 @@ fail:
     return -1;
 }
 
-int rta_store_submit(rta_store *s, rta_store_job *job)
+static int submit(rta_store *s, rta_store_job *job, size_t limit)
 {
     store_exec *x = s->priv;
     if (!x->started || x->closing)
         return -1;
     int ret = -1;
     uv_mutex_lock(&x->mu);
-    if (x->pending < x->max_queue) {
+    if (x->pending < limit) {
         job->next = NULL;
         job->queued_ns = rta_mono_ns();
         job->work_ns = 0;
@@ -268,6 +268,16 @@ int rta_store_submit(rta_store *s, rta_store_job *job)
     }
     uv_mutex_unlock(&x->mu);
     return ret;
+}
+
+int rta_store_submit(rta_store *s, rta_store_job *job)
+{
+    return submit(s, job, ((store_exec *)s->priv)->max_queue);
+}
+
+int rta_store_submit_critical(rta_store *s, rta_store_job *job)
+{
+    return submit(s, job, ((store_exec *)s->priv)->max_queue * 4);
 }
 
 size_t rta_store_pending(const rta_store *s)

@@ -1,30 +1,40 @@
 /*
  * WebSocket (RFC 6455) server connections on rta_net. See rta/ws.h for the contract.
  *
- * Receive: bytes from the conn are fed to a wslay event context (server mode) through a recv
- * callback that reads from the buffer handed to us; wslay checks masking, opcodes, control
- * frame rules, UTF-8 of text messages and close reasons, the message size cap, reassembles
- * fragmented messages and queues pongs and close answers. A frame-level violation (bad length
- * encoding, fragmented or oversized control frame) makes wslay fail the whole context; we then
- * send our own 1002 close instead of wslay's empty one.
+ * Receive: bytes from the conn go to our frame parser (src/ws/rx.c, one small rta_ws__rx per
+ * ws, buffers allocated only while a message or control frame is in progress): it checks
+ * masking, opcodes, control frame rules, UTF-8 of text messages and close frames, the frame
+ * and message size caps, reassembles fragmented messages and reports messages and control
+ * frames to the callbacks here, which answer pings with pongs and closes with closes. A
+ * violation makes it return the close code; we then send that close and shut the conn down
+ * after the flush.
  *
- * Send: data frames never go through wslay. rta_ws_frame() builds a complete server frame into
- * one rbuf that any number of ws share; rta_ws_send_frame() appends a reference to the ws's
- * pending array and puts the ws on its loop's flush list. wslay's own frames (pong, close)
- * arrive through its send callback, are copied into an rbuf and appended to the same array, so
- * the wire order is the order of the calls. A uv_check handle per loop (with a uv_idle handle
- * that keeps the poll phase from blocking while something is pending) flushes every listed ws
- * with one rta_conn_writev per loop turn.
+ * Send: rta_ws_frame() builds a complete server frame into one rbuf that any number of ws
+ * share; rta_ws_send_frame() appends a reference to the ws's pending array and puts the ws on
+ * its loop's flush list. Our own control frames (pong, close) are appended to the same array,
+ * so the wire order is the order of the calls. A uv_check handle per loop (with a uv_idle
+ * handle that keeps the poll phase from blocking while something is pending) flushes every
+ * listed ws with one rta_conn_writev per loop turn; the pending array is freed once drained,
+ * so an idle ws holds no send memory.
+ *
+ * permessage-deflate (when opts.permessage_deflate and the client offered it): the answer
+ * always carries server_no_context_takeover, so rta_ws_frame_deflated() compresses each message
+ * with a fresh raw deflate stream (one per thread, reset per message) and the result is valid
+ * for every ws; rta_ws_send_frames() picks it or the plain frame. The parser is told RSV1 is
+ * allowed (it then rejects RSV1 on control and continuation frames with 1002 and skips its
+ * UTF-8 check for compressed text); rx_on_message inflates messages with RSV1 through one
+ * z_stream per ws (kept across messages when the client uses context takeover), stops at
+ * max_message_bytes of output (1009) and validates UTF-8 of text itself (1007).
  *
  * Lifetime: the ws is freed after its handler's on_close returned, which happens inside the
- * conn's proto on_close. Callbacks into the handler (on_message) run inside wslay_event_recv,
- * so a close or abort asked for there is deferred until wslay has returned (busy counter).
+ * conn's proto on_close. Callbacks into the handler (on_message) run inside the parser, so a
+ * close or abort asked for there is deferred until it has returned (busy counter).
  */
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <wslay/wslay.h>
+#include <zlib.h>
 
 /* ws_handshake.h and ws.h both name an RTA_WS_OK enumerator (same value 0): keep the
  * handshake one under another name in this file. */
@@ -35,6 +45,7 @@
 #include "rta/log.h"
 #include "rta/util.h"
 #include "rta/ws.h"
+#include "ws/ws_internal.h"
 
 #define WS_MAGIC 0x77736f6bu /* "wsok" */
 #define WS_MAX_HEADER_JOIN 8192
@@ -44,14 +55,11 @@ typedef struct ws_loop ws_loop;
 struct rta_ws {
     unsigned magic;
     rta_conn *conn; /* NULL once the conn is gone */
-    wslay_event_context_ptr ctx;
+    rta_ws__rx rx;  /* receive-side parser */
     rta_ws_options opts;
     rta_ws_handler h;
     void *ud;
     ws_loop *wl;
-    /* receive: the bytes wslay's recv callback reads from */
-    const uint8_t *in;
-    size_t in_len;
     char *held; /* leftover bytes after the upgrade head, fed on the first flush */
     size_t held_len;
     /* send */
@@ -66,7 +74,13 @@ struct rta_ws {
     unsigned abort_pending : 1;
     unsigned failed : 1; /* protocol error: deliver nothing more */
     unsigned closed_notified : 1;
-    unsigned dead : 1; /* conn gone while busy: free when busy drops to 0 */
+    unsigned dead : 1;           /* conn gone while busy: free when busy drops to 0 */
+    unsigned close_sent : 1;     /* a close frame of ours is queued: nothing may follow it */
+    unsigned close_received : 1; /* the peer's close frame arrived */
+    /* permessage-deflate */
+    unsigned deflate : 1; /* negotiated */
+    rta_ws_deflate_params dp;
+    z_stream *inf; /* created on the first compressed message */
     int busy;
     int close_code; /* for on_close: sent or received, 1006 until known */
     char close_reason[64];
@@ -214,7 +228,8 @@ static void ws_free(rta_ws *ws)
     drop_pending(ws);
     free(ws->pending);
     free(ws->held);
-    wslay_event_context_free(ws->ctx);
+    rta_ws__inflate_free(ws->inf);
+    rta_ws__rx_free(&ws->rx);
     ws_loop *wl = ws->wl;
     ws->magic = 0;
     free(ws);
@@ -309,77 +324,205 @@ static void ws_flush_one(rta_ws *ws)
         rta_conn_writev(ws->conn, ws->pending, ws->npending);
         drop_pending(ws);
     }
+    free(ws->pending); /* idle connections hold no send array */
+    ws->pending = NULL;
+    ws->cap_pending = 0;
     ws->listed = 0;
     if (ws->conn && ws->close_after_flush && !ws->conn->closing)
         rta_conn_close_graceful(ws->conn);
     busy_leave(ws);
 }
 
-static ssize_t wslay_send_cb(wslay_event_context_ptr ctx, const uint8_t *data, size_t len,
-                             int flags, void *user_data)
+/* Queues one of our control frames (pong, close) behind what is already pending. */
+static void push_control(rta_ws *ws, int opcode, const void *payload, size_t len)
 {
-    rta_ws *ws = user_data;
-    if (ws->conn == NULL) {
-        wslay_event_set_error(ctx, WSLAY_ERR_CALLBACK_FAILURE);
-        return -1;
-    }
-    push_pending(ws, rta_rbuf_new(data, len));
-    return (ssize_t)len;
+    push_pending(ws, rta_ws_frame(opcode, payload, len));
 }
 
-static ssize_t wslay_recv_cb(wslay_event_context_ptr ctx, uint8_t *buf, size_t len, int flags,
-                             void *user_data)
+/* parser: a frame header arrived (any frame counts as activity) */
+static void rx_on_frame(void *ud)
 {
-    rta_ws *ws = user_data;
-    if (ws->in_len == 0) {
-        wslay_event_set_error(ctx, WSLAY_ERR_WOULDBLOCK);
-        return -1;
-    }
-    size_t n = len < ws->in_len ? len : ws->in_len;
-    memcpy(buf, ws->in, n);
-    ws->in += n;
-    ws->in_len -= n;
-    return (ssize_t)n;
-}
-
-static void wslay_frame_start_cb(wslay_event_context_ptr ctx,
-                                 const struct wslay_event_on_frame_recv_start_arg *arg,
-                                 void *user_data)
-{
-    rta_ws *ws = user_data;
-    if (ws->failed)
-        return;
-    if (arg->payload_length > ws->opts.max_frame_bytes) {
-        ws->failed = 1;
-        wslay_event_queue_close(ctx, WSLAY_CODE_MESSAGE_TOO_BIG, (const uint8_t *)"frame too big",
-                                13);
-        wslay_event_shutdown_read(ctx);
-        return;
-    }
-    if (ws->conn && !ws->close_started && !wslay_event_get_close_sent(ctx))
+    rta_ws *ws = ud;
+    if (ws->conn && !ws->close_started && !ws->close_sent)
         rta_conn_set_timeout(ws->conn, ws->opts.idle_timeout_ms);
 }
 
-static void wslay_msg_cb(wslay_event_context_ptr ctx, const struct wslay_event_on_msg_recv_arg *arg,
-                         void *user_data)
+int rta_ws__utf8_valid(const unsigned char *s, size_t n)
 {
-    rta_ws *ws = user_data;
-    if (ws->failed || ws->conn == NULL || ws->abort_pending)
-        return;
-    /* wslay queued the pong or close answer before calling us: put it on the wire queue now,
-     * so it goes before anything sent for later messages of this same read */
-    if ((arg->opcode == WSLAY_PING || arg->opcode == WSLAY_CONNECTION_CLOSE) &&
-        wslay_event_want_write(ctx))
-        wslay_event_send(ctx);
-    if (arg->opcode == WSLAY_TEXT_FRAME || arg->opcode == WSLAY_BINARY_FRAME) {
-        if (ws->h.on_message)
-            ws->h.on_message(ws,
-                             arg->opcode == WSLAY_TEXT_FRAME ? RTA_WS_OP_TEXT : RTA_WS_OP_BINARY,
-                             (const char *)arg->msg, arg->msg_length);
+    size_t i = 0;
+    while (i < n) {
+        unsigned c = s[i];
+        if (c < 0x80) {
+            i++;
+            continue;
+        }
+        size_t need;
+        unsigned lo = 0x80, hi = 0xbf;
+        if (c >= 0xc2 && c <= 0xdf)
+            need = 1;
+        else if (c >= 0xe0 && c <= 0xef) {
+            need = 2;
+            if (c == 0xe0)
+                lo = 0xa0;
+            else if (c == 0xed)
+                hi = 0x9f;
+        } else if (c >= 0xf0 && c <= 0xf4) {
+            need = 3;
+            if (c == 0xf0)
+                lo = 0x90;
+            else if (c == 0xf4)
+                hi = 0x8f;
+        } else
+            return 0;
+        if (n - i <= need)
+            return 0;
+        if (s[i + 1] < lo || s[i + 1] > hi)
+            return 0;
+        for (size_t k = 2; k <= need; k++)
+            if ((s[i + k] & 0xc0) != 0x80)
+                return 0;
+        i += need + 1;
+    }
+    return 1;
+}
+
+void rta_ws__inflate_free(z_stream *z)
+{
+    if (z) {
+        inflateEnd(z);
+        free(z);
     }
 }
 
-/* Fails the connection with our own close frame (wslay's context is not usable any more). */
+int rta_ws__inflate(z_stream **zp, int window_bits, int no_context_takeover, size_t max,
+                    const uint8_t *in, size_t len, char **out, size_t *olen)
+{
+    static const uint8_t tail[4] = {0x00, 0x00, 0xff, 0xff};
+    *out = NULL;
+    *olen = 0;
+    if (*zp == NULL) {
+        /* zlib cannot deflate with an 8-bit window and uses 9: inflate with at least 9 */
+        int bits = window_bits < 9 ? 9 : window_bits > 15 ? 15 : window_bits;
+        *zp = rta_xcalloc(1, sizeof **zp);
+        if (inflateInit2(*zp, -bits) != Z_OK) {
+            free(*zp);
+            *zp = NULL;
+            return 1011;
+        }
+    } else if (no_context_takeover) {
+        inflateReset(*zp);
+    }
+    z_stream *z = *zp;
+    size_t cap = len * 4 + 64;
+    if (cap > max + 1)
+        cap = max + 1;
+    char *buf = rta_xmalloc(cap);
+    size_t used = 0;
+    int phase = 0, code = 0;
+    z->next_in = (Bytef *)(uintptr_t)in;
+    z->avail_in = (uInt)len;
+    for (;;) {
+        if (z->avail_in == 0 && phase == 0) {
+            phase = 1;
+            z->next_in = (Bytef *)(uintptr_t)tail;
+            z->avail_in = sizeof tail;
+        }
+        if (used == cap) {
+            cap = cap * 2 > max + 1 ? max + 1 : cap * 2;
+            buf = rta_xrealloc(buf, cap);
+        }
+        z->next_out = (Bytef *)buf + used;
+        z->avail_out = (uInt)(cap - used);
+        int rc = inflate(z, Z_SYNC_FLUSH);
+        used = cap - z->avail_out;
+        if (used > max) {
+            code = 1009; /* never inflate more than the cap (zip bombs) */
+            break;
+        }
+        if (rc == Z_STREAM_END) {
+            /* the client ended the deflate stream (BFINAL): a later message starts a new
+             * one, with the window kept when the client uses context takeover */
+            if (!no_context_takeover) {
+                Bytef *dict = rta_xmalloc(32768);
+                uInt dlen = 32768;
+                inflateGetDictionary(z, dict, &dlen);
+                inflateReset(z);
+                inflateSetDictionary(z, dict, dlen);
+                free(dict);
+            } else {
+                inflateReset(z);
+            }
+            break;
+        }
+        if (rc == Z_MEM_ERROR) {
+            code = 1011;
+            break;
+        }
+        if (rc != Z_OK && rc != Z_BUF_ERROR) {
+            code = 1007;
+            break;
+        }
+        if (z->avail_in == 0 && phase == 1 && z->avail_out > 0)
+            break; /* all input used, all output flushed */
+        if (rc == Z_BUF_ERROR && z->avail_in > 0 && z->avail_out > 0) {
+            code = 1007;
+            break;
+        }
+    }
+    z->next_in = NULL;
+    z->next_out = NULL;
+    if (code) {
+        free(buf); /* the connection is failed: the stream is not used again */
+        return code;
+    }
+    *out = buf;
+    *olen = used;
+    return 0;
+}
+
+static void fail_with(rta_ws *ws, int code, const char *reason);
+
+/* parser: a complete data message. Nonzero stops the parser (the ws is failing or gone). */
+static int rx_on_message(void *ud, int op, int rsv1, const char *data, size_t len)
+{
+    rta_ws *ws = ud;
+    if (ws->failed || ws->conn == NULL || ws->abort_pending)
+        return 1;
+    if (!rsv1) {
+        if (len > ws->opts.max_message_bytes) { /* the parser's cap has slack (deflate) */
+            fail_with(ws, 1009, "message too big");
+            return 1;
+        }
+        if (ws->h.on_message)
+            ws->h.on_message(ws, op, data, len);
+        return ws->failed || ws->conn == NULL || ws->abort_pending;
+    }
+    if (!ws->deflate) { /* the parser only lets RSV1 through when we allowed it */
+        fail_with(ws, 1002, "protocol error");
+        return 1;
+    }
+    char *msg;
+    size_t mlen;
+    int code =
+        rta_ws__inflate(&ws->inf, ws->dp.client_max_window_bits, ws->dp.client_no_context_takeover,
+                        ws->opts.max_message_bytes, (const uint8_t *)data, len, &msg, &mlen);
+    if (code == 0 && op == RTA_WS_OP_TEXT && !rta_ws__utf8_valid((const unsigned char *)msg, mlen))
+        code = 1007;
+    if (code) {
+        free(msg);
+        fail_with(ws, code,
+                  code == 1009   ? "message too big"
+                  : code == 1007 ? "invalid compressed data or UTF-8"
+                                 : "out of memory");
+        return 1;
+    }
+    if (ws->h.on_message)
+        ws->h.on_message(ws, op, msg, mlen);
+    free(msg);
+    return ws->failed || ws->conn == NULL || ws->abort_pending;
+}
+
+/* Fails the connection: our close frame with code (unless one was sent), then shutdown. */
 static void fail_with(rta_ws *ws, int code, const char *reason)
 {
     ws->failed = 1;
@@ -392,11 +535,11 @@ static void fail_with(rta_ws *ws, int code, const char *reason)
     payload[0] = (unsigned char)(code >> 8);
     payload[1] = (unsigned char)(code & 0xff);
     memcpy(payload + 2, reason, rlen);
-    if (!wslay_event_get_close_sent(ws->ctx)) {
-        push_pending(ws, rta_ws_frame(RTA_WS_OP_CLOSE, payload, 2 + rlen));
+    if (!ws->close_sent) {
+        ws->close_sent = 1;
+        push_control(ws, RTA_WS_OP_CLOSE, payload, 2 + rlen);
     }
-    wslay_event_shutdown_write(ws->ctx);
-    wslay_event_shutdown_read(ws->ctx);
+    rta_ws__rx_free(&ws->rx); /* reads nothing more */
     set_close(ws, code, reason);
     ws->close_after_flush = 1;
     rta_conn_set_timeout(ws->conn, ws->opts.close_timeout_ms);
@@ -405,54 +548,38 @@ static void fail_with(rta_ws *ws, int code, const char *reason)
             ws->conn->remote_ip, "code", code, "reason", reason);
 }
 
-static const char *code_reason(int code)
+/* parser: a control frame. Pings are answered, pongs ignored, a close is answered (unless
+ * ours was sent: then the handshake is complete) and the conn shut down after the flush. */
+static int rx_on_control(void *ud, int op, const uint8_t *payload, size_t len)
 {
-    switch (code) {
-    case 1002:
-        return "protocol error";
-    case 1007:
-        return "invalid UTF-8";
-    case 1009:
-        return "message too big";
-    default:
-        return "protocol error";
+    rta_ws *ws = ud;
+    if (ws->failed || ws->conn == NULL || ws->abort_pending)
+        return 1;
+    if (op == RTA_WS_OP_PING) {
+        if (!ws->close_sent)
+            push_control(ws, RTA_WS_OP_PONG, payload, len);
+        return 0;
     }
+    if (op != RTA_WS_OP_CLOSE)
+        return 0;
+    ws->close_received = 1;
+    if (!ws->close_sent) { /* the peer started: echo its code and reason */
+        ws->close_sent = 1;
+        push_control(ws, RTA_WS_OP_CLOSE, payload, len);
+        int code = len >= 2 ? (payload[0] << 8) | payload[1] : 1005;
+        set_close(ws, code, "closed by peer");
+    }
+    ws->close_after_flush = 1;
+    rta_conn_set_timeout(ws->conn, ws->opts.close_timeout_ms);
+    schedule_flush(ws);
+    return 1;
 }
 
-/* After wslay ran: send what it queued and act on the close state. */
-static void after_wslay(rta_ws *ws)
-{
-    if (ws->conn == NULL || ws->close_after_flush)
-        return;
-    if (wslay_event_want_write(ws->ctx) && wslay_event_send(ws->ctx) != 0) {
-        fail_with(ws, 1011, "send failed");
-        return;
-    }
-    if (!wslay_event_get_close_sent(ws->ctx))
-        return;
-    if (wslay_event_get_close_received(ws->ctx)) {
-        /* the handshake is complete: ours answered, or theirs echoed */
-        if (!ws->close_started) {
-            int code = wslay_event_get_status_code_received(ws->ctx);
-            set_close(ws, code, "closed by peer");
-        }
-        ws->close_after_flush = 1;
-        rta_conn_set_timeout(ws->conn, ws->opts.close_timeout_ms);
-        schedule_flush(ws);
-        return;
-    }
-    if (!ws->close_started) { /* wslay failed the connection (mask, rsv, UTF-8, size) */
-        int code = wslay_event_get_status_code_sent(ws->ctx);
-        ws->failed = 1;
-        set_close(ws, code, code_reason(code));
-        ws->close_after_flush = 1;
-        wslay_event_shutdown_read(ws->ctx);
-        rta_conn_set_timeout(ws->conn, ws->opts.close_timeout_ms);
-        schedule_flush(ws);
-        rta_log(RTA_LOG_INFO, "websocket protocol error", "{s:s,s:i,s:s}", "remote_ip",
-                ws->conn->remote_ip, "code", code, "reason", code_reason(code));
-    }
-}
+static const rta_ws__rx_cb rx_cb = {
+    .on_frame = rx_on_frame,
+    .on_message = rx_on_message,
+    .on_control = rx_on_control,
+};
 
 static void ws_on_read(rta_conn *c, const char *data, size_t len)
 {
@@ -468,21 +595,10 @@ static void ws_on_read(rta_conn *c, const char *data, size_t len)
         ws_on_read(c, held, hlen);
         free(held);
     }
-    if (ws->conn && !ws->failed && !ws->close_after_flush &&
-        wslay_event_get_read_enabled(ws->ctx)) {
-        ws->in = (const uint8_t *)data;
-        ws->in_len = len;
-        int rc = wslay_event_recv(ws->ctx);
-        ws->in = NULL;
-        ws->in_len = 0;
-        if (ws->conn && !ws->abort_pending) {
-            if (rc == WSLAY_ERR_NOMEM)
-                fail_with(ws, 1011, "out of memory");
-            else if (rc != 0)
-                fail_with(ws, 1002, "protocol error");
-            else
-                after_wslay(ws);
-        }
+    if (ws->conn && !ws->failed && !ws->close_after_flush && !ws->close_received) {
+        int rc = rta_ws__rx_feed(&ws->rx, (const uint8_t *)data, len, &rx_cb, ws);
+        if (rc > 0 && ws->conn && !ws->abort_pending && !ws->failed)
+            fail_with(ws, rc, ws->rx.err_reason ? ws->rx.err_reason : "protocol error");
     }
     busy_leave(ws);
 }
@@ -490,7 +606,7 @@ static void ws_on_read(rta_conn *c, const char *data, size_t len)
 static void ws_on_timeout(rta_conn *c)
 {
     rta_ws *ws = c->proto_data;
-    if (ws->close_started || ws->close_after_flush || wslay_event_get_close_sent(ws->ctx)) {
+    if (ws->close_started || ws->close_after_flush || ws->close_sent) {
         /* the peer did not finish the close handshake (or read our close) in time */
         rta_conn_close(c);
         return;
@@ -640,14 +756,39 @@ rta_ws *rta_ws_accept(rta_http_req *req, rta_conn *conn, const char *leftover, s
         return NULL;
     }
 
+    rta_ws_deflate_params dp;
+    char ext[RTA_WS_EXT_RESPONSE_MAX] = "";
+    int deflate = 0;
+    if (opts->permessage_deflate) {
+        /* the server never keeps a compression context (so broadcasts compress once); it
+         * reads with the client's context takeover and any window the client uses */
+        rta_ws_deflate_config dc;
+        rta_ws_deflate_config_default(&dc);
+        dc.server_no_context_takeover = true;
+        hdr_lookup lx = {.req = req};
+        size_t xlen = 0;
+        const char *xv = lookup_header(&lx, "Sec-WebSocket-Extensions", &xlen);
+        deflate = rta_ws_deflate_negotiate(xv, xv ? xlen : 0, &dc, &dp, ext);
+        for (size_t i = 0; i < lx.njoined; i++)
+            rta_dbuf_free(&lx.joined[i]);
+        if (deflate < 0) {
+            rta_log(RTA_LOG_INFO, "websocket handshake refused", "{s:s,s:s}", "remote_ip",
+                    conn->remote_ip, "error", rta_ws_handshake_strerror(deflate));
+            rta_http_send_error(req, 400, error_code_for(deflate),
+                                rta_ws_handshake_strerror(deflate),
+                                json_pack("{s:s}", "header", "Sec-WebSocket-Extensions"));
+            return NULL;
+        }
+    }
+
     rta_dbuf out;
     rta_dbuf_init(&out, 4096);
     rta_dbuf_printf(&out,
                     "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
                     "Connection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n",
                     accept);
-    /* permessage-deflate is never accepted: compression is not implemented (docs/modules/
-     * ws.md), so no Sec-WebSocket-Extensions answer, whatever opts->permessage_deflate says. */
+    if (deflate == 1)
+        rta_dbuf_printf(&out, "Sec-WebSocket-Extensions: %s\r\n", ext);
     const char *offered = rta_http_header_get(req, "Sec-WebSocket-Protocol");
     if (opts->subprotocol && offered && list_has_token(offered, opts->subprotocol))
         rta_dbuf_printf(&out, "Sec-WebSocket-Protocol: %s\r\n", opts->subprotocol);
@@ -671,17 +812,15 @@ rta_ws *rta_ws_accept(rta_http_req *req, rta_conn *conn, const char *leftover, s
     ws->ud = ud;
     ws->close_code = 1006;
     snprintf(ws->close_reason, sizeof ws->close_reason, "connection lost");
-    struct wslay_event_callbacks cbs = {
-        .recv_callback = wslay_recv_cb,
-        .send_callback = wslay_send_cb,
-        .on_frame_recv_start_callback = wslay_frame_start_cb,
-        .on_msg_recv_callback = wslay_msg_cb,
-    };
-    if (wslay_event_context_server_init(&ws->ctx, &cbs, ws) != 0) {
-        rta_log(RTA_LOG_ERROR, "out of memory", NULL);
-        abort(); /* as rta_xmalloc does */
+    size_t max_msg = ws->opts.max_message_bytes;
+    if (deflate == 1) {
+        ws->deflate = 1;
+        ws->dp = dp;
+        /* the parser caps the compressed size; the inflated size is checked in rx_on_message.
+         * Leave room for deflate's worst-case growth of incompressible data. */
+        max_msg = max_msg + max_msg / 1024 + 64;
     }
-    wslay_event_config_set_max_recv_msg_length(ws->ctx, ws->opts.max_message_bytes);
+    rta_ws__rx_init(&ws->rx, ws->opts.max_frame_bytes, max_msg, ws->deflate);
     ws->wl = loop_acquire(conn->tcp.loop);
 
     rta_conn_set_proto(conn, &ws_proto, ws);
@@ -715,11 +854,12 @@ rta_conn *rta_ws_conn(const rta_ws *ws)
     return ws->conn;
 }
 
-rta_rbuf *rta_ws_frame(int opcode, const void *payload, size_t len)
+/* A server frame: FIN, RSV1 when rsv1, no mask. */
+static rta_rbuf *frame_build(int opcode, int rsv1, const void *payload, size_t len)
 {
     unsigned char hdr[10];
     size_t hlen;
-    hdr[0] = (unsigned char)(0x80 | (opcode & 0x0f));
+    hdr[0] = (unsigned char)(0x80 | (rsv1 ? 0x40 : 0) | (opcode & 0x0f));
     if (len < 126) {
         hdr[1] = (unsigned char)len;
         hlen = 2;
@@ -741,11 +881,76 @@ rta_rbuf *rta_ws_frame(int opcode, const void *payload, size_t len)
     return b;
 }
 
+rta_rbuf *rta_ws_frame(int opcode, const void *payload, size_t len)
+{
+    return frame_build(opcode, 0, payload, len);
+}
+
+/* One raw deflate stream per thread, reset for each message (rbufs and ws live on one loop
+ * thread, but several loops may compress at once). Freed when the thread exits. */
+static pthread_key_t deflater_key;
+static pthread_once_t deflater_once = PTHREAD_ONCE_INIT;
+
+static void deflater_free(void *p)
+{
+    deflateEnd(p);
+    free(p);
+}
+
+static void deflater_key_init(void)
+{
+    if (pthread_key_create(&deflater_key, deflater_free) != 0)
+        abort();
+}
+
+static z_stream *deflater_get(void)
+{
+    pthread_once(&deflater_once, deflater_key_init);
+    z_stream *z = pthread_getspecific(deflater_key);
+    if (z) {
+        deflateReset(z);
+        return z;
+    }
+    z = rta_xcalloc(1, sizeof *z);
+    /* 15-bit window; memLevel 8 (zlib's default) */
+    if (deflateInit2(z, Z_DEFAULT_COMPRESSION, Z_DEFLATED, -15, 8, Z_DEFAULT_STRATEGY) != Z_OK) {
+        free(z);
+        return NULL;
+    }
+    pthread_setspecific(deflater_key, z);
+    return z;
+}
+
+rta_rbuf *rta_ws_frame_deflated(int opcode, const void *payload, size_t len)
+{
+    z_stream *z = deflater_get();
+    if (z == NULL)
+        return NULL;
+    size_t cap = deflateBound(z, (uLong)len) + 16;
+    unsigned char *buf = rta_xmalloc(cap);
+    z->next_in = (Bytef *)(uintptr_t)payload;
+    z->avail_in = (uInt)len;
+    z->next_out = buf;
+    z->avail_out = (uInt)cap;
+    int rc = deflate(z, Z_SYNC_FLUSH);
+    size_t n = cap - z->avail_out;
+    z->next_in = NULL;
+    z->next_out = NULL;
+    rta_rbuf *f = NULL;
+    /* a sync flush ends with an empty stored block 00 00 ff ff, which RFC 7692 removes */
+    if (rc == Z_OK && z->avail_in == 0 && n >= 4 && memcmp(buf + n - 4, "\0\0\xff\xff", 4) == 0) {
+        n -= 4;
+        if (n < len)
+            f = frame_build(opcode, 1, buf, n);
+    }
+    free(buf);
+    return f;
+}
+
 static int ws_is_closed(const rta_ws *ws)
 {
     return ws->conn == NULL || ws->conn->closing || ws->conn->shutting_down || ws->close_started ||
-           ws->close_after_flush || ws->abort_pending || !wslay_event_get_write_enabled(ws->ctx) ||
-           wslay_event_get_close_sent(ws->ctx);
+           ws->close_after_flush || ws->abort_pending || ws->close_sent;
 }
 
 size_t rta_ws_queued_bytes(const rta_ws *ws)
@@ -767,13 +972,41 @@ int rta_ws_send_frame(rta_ws *ws, rta_rbuf *frame)
     return RTA_WS_OK;
 }
 
+/* Payload length of a server frame built by frame_build. */
+static size_t frame_payload_len(const rta_rbuf *f)
+{
+    const unsigned char *d = (const unsigned char *)f->data;
+    return f->len - ((d[1] & 0x7f) < 126 ? 2 : (d[1] & 0x7f) == 126 ? 4 : 10);
+}
+
+int rta_ws_deflate_enabled(const rta_ws *ws)
+{
+    return ws->deflate;
+}
+
+int rta_ws_send_frames(rta_ws *ws, rta_rbuf *plain, rta_rbuf *deflated)
+{
+    if (deflated && ws->deflate) {
+        /* compressed with a 15-bit window: a client that asked for a smaller one can still
+         * read it when the message is no longer than its window (no distance can be longer
+         * than what was already output) */
+        int bits = ws->dp.server_max_window_bits;
+        if (bits >= 15 || frame_payload_len(plain) <= ((size_t)1 << bits))
+            return rta_ws_send_frame(ws, deflated);
+    }
+    return rta_ws_send_frame(ws, plain);
+}
+
 int rta_ws_send(rta_ws *ws, int opcode, const void *data, size_t len)
 {
     if (ws_is_closed(ws))
         return RTA_WS_CLOSED;
     rta_rbuf *f = rta_ws_frame(opcode, data, len);
-    int rc = rta_ws_send_frame(ws, f);
+    rta_rbuf *d = ws->deflate ? rta_ws_frame_deflated(opcode, data, len) : NULL;
+    int rc = rta_ws_send_frames(ws, f, d);
     rta_rbuf_unref(f);
+    if (d)
+        rta_rbuf_unref(d);
     return rc;
 }
 
@@ -784,15 +1017,16 @@ void rta_ws_close(rta_ws *ws, int code, const char *reason)
     size_t rlen = reason ? strlen(reason) : 0;
     if (rlen > 123)
         rlen = 123;
-    if (wslay_event_queue_close(ws->ctx, (uint16_t)code, (const uint8_t *)reason, rlen) != 0) {
-        rta_ws_abort(ws, reason);
-        return;
-    }
+    unsigned char payload[2 + 123];
+    payload[0] = (unsigned char)(code >> 8);
+    payload[1] = (unsigned char)(code & 0xff);
+    if (rlen)
+        memcpy(payload + 2, reason, rlen);
+    ws->close_sent = 1;
     ws->close_started = 1;
+    push_control(ws, RTA_WS_OP_CLOSE, payload, 2 + rlen);
     set_close(ws, code, reason);
     rta_conn_set_timeout(ws->conn, ws->opts.close_timeout_ms);
-    if (wslay_event_send(ws->ctx) != 0)
-        rta_ws_abort(ws, "send failed");
 }
 
 void rta_ws_abort(rta_ws *ws, const char *reason)

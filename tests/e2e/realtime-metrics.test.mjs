@@ -7,7 +7,7 @@ import { startRtad, makeKey, keyId } from './lib/rtad.mjs';
 import { eventually } from './lib/check.mjs';
 import {
     sio, sioConnect, connectError, subscribeOk, emitAck, upgraded, waitEvent, received,
-    wsConnect, wsRefused, closeAllClients, ingestTvl, metricsText, metricSum, samples, T,
+    wsConnect, wsRefused, stopClean, ingestTvl, metricsText, metricSum, samples, T,
 } from './lib/rt.mjs';
 
 describe('realtime metrics, logs and audit', () => {
@@ -22,8 +22,7 @@ describe('realtime metrics, logs and audit', () => {
         await ingestTvl(rtad, [{ protocol: 'met-p', chain: 'ethereum', tvl: 1000 }]);
     });
     after(async () => {
-        await closeAllClients();
-        await rtad?.stop();
+        await stopClean(rtad);
     });
 
     const sum = (text, name, match) => metricSum(text, name, match);

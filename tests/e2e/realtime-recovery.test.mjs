@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { startRtad, makeKey, keyId, sleep } from './lib/rtad.mjs';
 import {
     sio, sioConnect, connected, subscribeOk, upgraded, waitEvent, received,
-    lifeEvent, wsConnect, closeAllClients, ingestTvl, checkTvlChange, T,
+    lifeEvent, wsConnect, stopClean, ingestTvl, checkTvlChange, T,
 } from './lib/rt.mjs';
 
 /** Waits (bounded, best effort) for the server to log the disconnect of a key's client. */
@@ -44,8 +44,7 @@ describe('Socket.IO connection state recovery', () => {
         ]);
     });
     after(async () => {
-        await closeAllClients();
-        await rtad?.stop();
+        await stopClean(rtad);
     });
 
     it('the server sends a pid on CONNECT and offsets as the last event argument',
@@ -210,8 +209,7 @@ describe('plain WebSocket resume', () => {
             { protocol: 'wsr-q', chain: 'ethereum', tvl: 100 }]);
     });
     after(async () => {
-        await closeAllClients();
-        await rtad?.stop();
+        await stopClean(rtad);
     });
 
     it('a new connection resuming from the last offset it saw gets the missed events in ' +
@@ -288,8 +286,7 @@ describe('recovery limits', () => {
         await ingestTvl(rtad, chains);
     });
     after(async () => {
-        await closeAllClients();
-        await rtad?.stop();
+        await stopClean(rtad);
     });
 
     const bump = (tvl) => Array.from({ length: 40 }, (_, i) => ({ protocol: 'gap-p',

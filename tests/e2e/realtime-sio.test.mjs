@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { startRtad, makeKey, generateKeyText } from './lib/rtad.mjs';
 import {
     io, track, sio, sioConnect, connected, connectError, emitAck, subscribeOk, upgraded,
-    waitEvent, received, closeAllClients, ingestTvl, ingestPrices, revokeKey, checkTvlChange,
+    waitEvent, received, stopClean, ingestTvl, ingestPrices, revokeKey, checkTvlChange,
     checkPriceChange, checkError, T,
 } from './lib/rt.mjs';
 
@@ -22,8 +22,7 @@ describe('realtime over Socket.IO', () => {
         proKey = (await makeKey(rtad, { user: 'rt-pro', tier: 'pro' })).key;
     });
     after(async () => {
-        await closeAllClients();
-        await rtad?.stop();
+        await stopClean(rtad);
     });
 
     const noErrors = (socket) => assert.deepEqual(received(socket, 'rta_error'), [],

@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { startRtad, makeKey } from './lib/rtad.mjs';
 import {
     sioConnect, subscribeOk, waitEvent, received, lifeEvent, wsConnect, rawWs, closeCode,
-    closeAllClients, ingestTvl, metric, T,
+    stopClean, ingestTvl, metric, T,
 } from './lib/rt.mjs';
 
 // Events per ingest batch: ~6 KB per client per batch, under the 8 KiB cap. The cap applies
@@ -50,8 +50,7 @@ describe('slow consumers: disconnect policy', () => {
         await ingestTvl(rtad, batch('slow-s', 1000));
     });
     after(async () => {
-        await closeAllClients();
-        await rtad?.stop();
+        await stopClean(rtad);
     });
 
     it('plain WS readers that stop reading are closed with 1008; the others get every event',
@@ -163,8 +162,7 @@ describe('slow consumers: drop policy', () => {
         await ingestTvl(rtad, batch('drop-p', 1000));
     });
     after(async () => {
-        await closeAllClients();
-        await rtad?.stop();
+        await stopClean(rtad);
     });
 
     it('the stalled client stays connected and gets lagged {fromOffset, toOffset}; nothing ' +

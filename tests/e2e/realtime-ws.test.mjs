@@ -5,7 +5,7 @@ import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { startRtad, makeKey, generateKeyText } from './lib/rtad.mjs';
 import {
-    wsConnect, wsOpen, wsRefused, closeAllClients, ingestTvl, ingestPrices, revokeKey,
+    wsConnect, wsOpen, wsRefused, stopClean, ingestTvl, ingestPrices, revokeKey,
     checkTvlChange, checkPriceChange, checkError, T, withTimeout,
 } from './lib/rt.mjs';
 
@@ -20,8 +20,7 @@ describe('realtime over plain WebSocket', () => {
         proKey = (await makeKey(rtad, { user: 'ws-pro', tier: 'pro' })).key;
     });
     after(async () => {
-        await closeAllClients();
-        await rtad?.stop();
+        await stopClean(rtad);
     });
 
     const events = (c, type, pred = () => true) =>

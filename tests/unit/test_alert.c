@@ -77,8 +77,7 @@ static void test_validation_table(void **state)
          "$.createdMs", "unknown_field"},
         {"{\"name\":\"r\",\"isActive\":1,\"conditions\":[" C_OK "],\"actions\":[" A_OK "]}",
          "$.isActive", "type"},
-        {"{\"name\":\"r\",\"throttleMinutes\":-1,\"conditions\":[" C_OK "],\"actions\":[" A_OK
-         "]}",
+        {"{\"name\":\"r\",\"throttleMinutes\":-1,\"conditions\":[" C_OK "],\"actions\":[" A_OK "]}",
          "$.throttleMinutes", "range"},
         {"{\"name\":\"r\",\"throttleMinutes\":10081,\"conditions\":[" C_OK "],\"actions\":[" A_OK
          "]}",
@@ -89,16 +88,15 @@ static void test_validation_table(void **state)
         {"{\"name\":\"r\",\"actions\":[" A_OK "]}", "$.conditions", "required"},
         {"{\"name\":\"r\",\"conditions\":{},\"actions\":[" A_OK "]}", "$.conditions", "type"},
         {BODY("", A_OK), "$.conditions", "count"},
-        {BODY(C_OK "," C_OK "," C_OK "," C_OK "," C_OK "," C_OK "," C_OK "," C_OK "," C_OK
-                   "," C_OK "," C_OK,
+        {BODY(C_OK "," C_OK "," C_OK "," C_OK "," C_OK "," C_OK "," C_OK "," C_OK "," C_OK "," C_OK
+                   "," C_OK,
               A_OK),
          "$.conditions", "count"},
         {BODY(C_OK, ""), "$.actions", "count"},
         {"{\"name\":\"r\",\"conditions\":[" C_OK "]}", "$.actions", "required"},
         {BODY("5", A_OK), "$.conditions[0]", "type"},
         {BODY(COND(",\"foo\":1"), A_OK), "$.conditions[0].foo", "unknown_field"},
-        {BODY("{\"operator\":\"gt\",\"threshold\":1}", A_OK), "$.conditions[0].metric",
-         "required"},
+        {BODY("{\"operator\":\"gt\",\"threshold\":1}", A_OK), "$.conditions[0].metric", "required"},
         {BODY("{\"metric\":\"volume\",\"operator\":\"gt\",\"threshold\":1}", A_OK),
          "$.conditions[0].metric", "enum"},
         {BODY("{\"metric\":\"tvl\",\"operator\":\"ge\",\"threshold\":1}", A_OK),
@@ -111,8 +109,7 @@ static void test_validation_table(void **state)
          "$.conditions[0].threshold", "type"},
         {BODY(COND(",\"protocol\":\"Uniswap\""), A_OK), "$.conditions[0].protocol", "slug"},
         {BODY(COND(",\"chain\":\"eth mainnet\""), A_OK), "$.conditions[0].chain", "slug"},
-        {BODY("{\"metric\":\"price\",\"operator\":\"gt\",\"threshold\":1,\"token\":\"btc\"}",
-              A_OK),
+        {BODY("{\"metric\":\"price\",\"operator\":\"gt\",\"threshold\":1,\"token\":\"btc\"}", A_OK),
          "$.conditions[0].token", "token"},
         {BODY(COND(",\"token\":\"coingecko:bitcoin\""), A_OK), "$.conditions[0].token", "scope"},
         {BODY("{\"metric\":\"change_24h\",\"operator\":\"lt\",\"threshold\":-0.1,"
@@ -142,8 +139,7 @@ static void test_validation_table(void **state)
               "\"timeWindow\":\"1h\"}",
               A_OK),
          "$.conditions[0].timeWindow", "type"},
-        {BODY(COND(",\"timeWindow\":3600"), A_OK), "$.conditions[0].timeWindow",
-         "not_applicable"},
+        {BODY(COND(",\"timeWindow\":3600"), A_OK), "$.conditions[0].timeWindow", "not_applicable"},
         {BODY(COND(",\"tolerance\":0.1"), A_OK), "$.conditions[0].tolerance", "not_applicable"},
         {BODY("{\"metric\":\"tvl\",\"operator\":\"eq\",\"threshold\":1,\"tolerance\":-1}", A_OK),
          "$.conditions[0].tolerance", "range"},
@@ -160,14 +156,13 @@ static void test_validation_table(void **state)
          "unknown_field"},
         {BODY(C_OK, "{\"type\":\"email\",\"target\":\"a@b.c\",\"secret\":\"whsec_x\"}"),
          "$.actions[0].secret", "unknown_field"},
-        {BODY(C_OK, "{\"type\":\"email\",\"target\":\"nobody\"}"), "$.actions[0].target",
-         "email"},
+        {BODY(C_OK, "{\"type\":\"email\",\"target\":\"nobody\"}"), "$.actions[0].target", "email"},
         {BODY(C_OK, "{\"type\":\"email\",\"target\":\"a@localhost\"}"), "$.actions[0].target",
          "email"},
-        {BODY(C_OK, "{\"type\":\"email\",\"target\":\"a..b@example.com\"}"),
-         "$.actions[0].target", "email"},
-        {BODY(C_OK, "{\"type\":\"email\",\"target\":\"a b@example.com\"}"),
-         "$.actions[0].target", "email"},
+        {BODY(C_OK, "{\"type\":\"email\",\"target\":\"a..b@example.com\"}"), "$.actions[0].target",
+         "email"},
+        {BODY(C_OK, "{\"type\":\"email\",\"target\":\"a b@example.com\"}"), "$.actions[0].target",
+         "email"},
         {BODY(C_OK, "{\"type\":\"email\",\"target\":\"a@-x.com\"}"), "$.actions[0].target",
          "email"},
         {BODY(C_OK, "{\"type\":\"webhook\",\"target\":\"ftp://example.com/x\"}"),
@@ -274,8 +269,8 @@ static void test_parse_good(void **state)
     assert_true(json_is_null(json_object_get(j, "lastTriggered")));
     json_t *acts = json_object_get(j, "actions");
     assert_null(json_object_get(json_array_get(acts, 1), "secret"));
-    assert_string_equal(
-        json_string_value(json_object_get(json_array_get(acts, 0), "template")), "tvl_change");
+    assert_string_equal(json_string_value(json_object_get(json_array_get(acts, 0), "template")),
+                        "tvl_change");
     json_t *c0 = json_array_get(json_object_get(j, "conditions"), 0);
     assert_int_equal(json_integer_value(json_object_get(c0, "timeWindow")), 3600);
     json_decref(j);
@@ -425,11 +420,10 @@ static void test_templates(void **state)
     assert_false(rta_alert_template_exists(NULL));
 
     json_t *vars = json_pack("{s:s,s:s,s:s,s:s,s:f,s:f,s:s,s:f,s:s,s:s,s:s,s:s}", "rule",
-                             "Uni alert", "protocol", "uniswap-v3", "chain", "ethereum",
-                             "metric", "tvl", "value", 1234.5, "previous", 1000.0, "change",
-                             "+23.45%", "threshold", 1200.0, "time", "2025-11-27T10:20:00Z",
-                             "event_id", "0190-abc", "state", "firing", "event_type",
-                             "tvl_change");
+                             "Uni alert", "protocol", "uniswap-v3", "chain", "ethereum", "metric",
+                             "tvl", "value", 1234.5, "previous", 1000.0, "change", "+23.45%",
+                             "threshold", 1200.0, "time", "2025-11-27T10:20:00Z", "event_id",
+                             "0190-abc", "state", "firing", "event_type", "tvl_change");
     char *subject, *body;
     rta_alert_template_render("tvl_change", vars, &subject, &body);
     assert_string_equal(subject, "[rta] Uni alert: uniswap-v3 TVL alert firing");
@@ -558,8 +552,8 @@ static rta_alert_rule *put_rule(fixture *f, const char *text)
     return r;
 }
 
-#define RULE1(cond, extra)                                                                    \
-    "{\"name\":\"t\"" extra ",\"conditions\":[" cond "],\"actions\":[{\"type\":\"email\","   \
+#define RULE1(cond, extra)                                                                         \
+    "{\"name\":\"t\"" extra ",\"conditions\":[" cond "],\"actions\":[{\"type\":\"email\","         \
     "\"target\":\"a@example.com\"}]}"
 
 static void test_level_gt_lt_eq(void **state)
@@ -568,18 +562,18 @@ static void test_level_gt_lt_eq(void **state)
     fixture f;
     fx_init(&f);
     seed_tvl(&f, "uni", "ethereum", 50, NOW_MS - 10 * MIN_MS);
-    rta_alert_rule *gt = put_rule(
-        &f, RULE1("{\"metric\":\"tvl\",\"protocol\":\"uni\",\"chain\":\"ethereum\","
-                  "\"operator\":\"gt\",\"threshold\":100}",
-                  ",\"throttleMinutes\":0"));
-    rta_alert_rule *lt = put_rule(
-        &f, RULE1("{\"metric\":\"tvl\",\"protocol\":\"uni\",\"chain\":\"ethereum\","
-                  "\"operator\":\"lt\",\"threshold\":40}",
-                  ",\"throttleMinutes\":0,\"notifyResolved\":true"));
-    rta_alert_rule *eq = put_rule(
-        &f, RULE1("{\"metric\":\"tvl\",\"protocol\":\"uni\",\"chain\":\"ethereum\","
-                  "\"operator\":\"eq\",\"threshold\":200,\"tolerance\":0.01}",
-                  ",\"throttleMinutes\":0"));
+    rta_alert_rule *gt =
+        put_rule(&f, RULE1("{\"metric\":\"tvl\",\"protocol\":\"uni\",\"chain\":\"ethereum\","
+                           "\"operator\":\"gt\",\"threshold\":100}",
+                           ",\"throttleMinutes\":0"));
+    rta_alert_rule *lt =
+        put_rule(&f, RULE1("{\"metric\":\"tvl\",\"protocol\":\"uni\",\"chain\":\"ethereum\","
+                           "\"operator\":\"lt\",\"threshold\":40}",
+                           ",\"throttleMinutes\":0,\"notifyResolved\":true"));
+    rta_alert_rule *eq =
+        put_rule(&f, RULE1("{\"metric\":\"tvl\",\"protocol\":\"uni\",\"chain\":\"ethereum\","
+                           "\"operator\":\"eq\",\"threshold\":200,\"tolerance\":0.01}",
+                           ",\"throttleMinutes\":0"));
     int64_t t = NOW_MS;
 
     assert_int_equal(tvl(&f, "uni", "ethereum", 150, t += 1000), 3);
@@ -639,18 +633,18 @@ static void test_change_pct_windows(void **state)
     seed_tvl(&f, "uni", "ethereum", 110, NOW_MS - 90000 * 1000LL);
     seed_tvl(&f, "uni", "ethereum", 100, NOW_MS - 2 * 3600 * 1000LL);
     seed_tvl(&f, "uni", "ethereum", 100, NOW_MS - 60 * 1000LL);
-    rta_alert_rule *hour = put_rule(
-        &f, RULE1("{\"metric\":\"tvl\",\"protocol\":\"uni\",\"chain\":\"ethereum\","
-                  "\"operator\":\"change_pct\",\"threshold\":0.1,\"timeWindow\":3600}",
-                  ""));
-    rta_alert_rule *day = put_rule(
-        &f, RULE1("{\"metric\":\"tvl\",\"protocol\":\"uni\",\"chain\":\"ethereum\","
-                  "\"operator\":\"change_pct\",\"threshold\":0.1,\"timeWindow\":86400}",
-                  ""));
-    rta_alert_rule *c24 = put_rule(
-        &f, RULE1("{\"metric\":\"change_24h\",\"protocol\":\"uni\",\"chain\":\"ethereum\","
-                  "\"operator\":\"lt\",\"threshold\":-0.05}",
-                  ""));
+    rta_alert_rule *hour =
+        put_rule(&f, RULE1("{\"metric\":\"tvl\",\"protocol\":\"uni\",\"chain\":\"ethereum\","
+                           "\"operator\":\"change_pct\",\"threshold\":0.1,\"timeWindow\":3600}",
+                           ""));
+    rta_alert_rule *day =
+        put_rule(&f, RULE1("{\"metric\":\"tvl\",\"protocol\":\"uni\",\"chain\":\"ethereum\","
+                           "\"operator\":\"change_pct\",\"threshold\":0.1,\"timeWindow\":86400}",
+                           ""));
+    rta_alert_rule *c24 =
+        put_rule(&f, RULE1("{\"metric\":\"change_24h\",\"protocol\":\"uni\",\"chain\":\"ethereum\","
+                           "\"operator\":\"lt\",\"threshold\":-0.05}",
+                           ""));
 
     /* 100 -> 115: +15% over 1 h fires; over 24 h it is 115/110 = +4.5%: no. */
     tvl(&f, "uni", "ethereum", 115, NOW_MS);
@@ -676,14 +670,14 @@ static void test_crossing(void **state)
     fixture f;
     fx_init(&f);
     seed_price(&f, "coingecko:ethereum", 90, NOW_MS - MIN_MS);
-    rta_alert_rule *up = put_rule(
-        &f, RULE1("{\"metric\":\"price\",\"token\":\"coingecko:ethereum\","
-                  "\"operator\":\"crosses_above\",\"threshold\":100}",
-                  ",\"throttleMinutes\":0,\"notifyResolved\":true"));
-    rta_alert_rule *down = put_rule(
-        &f, RULE1("{\"metric\":\"price\",\"token\":\"coingecko:ethereum\","
-                  "\"operator\":\"crosses_below\",\"threshold\":100}",
-                  ",\"throttleMinutes\":0"));
+    rta_alert_rule *up =
+        put_rule(&f, RULE1("{\"metric\":\"price\",\"token\":\"coingecko:ethereum\","
+                           "\"operator\":\"crosses_above\",\"threshold\":100}",
+                           ",\"throttleMinutes\":0,\"notifyResolved\":true"));
+    rta_alert_rule *down =
+        put_rule(&f, RULE1("{\"metric\":\"price\",\"token\":\"coingecko:ethereum\","
+                           "\"operator\":\"crosses_below\",\"threshold\":100}",
+                           ",\"throttleMinutes\":0"));
     int64_t t = NOW_MS;
     price(&f, "coingecko:ethereum", 110, t += 1000);
     assert_int_equal(f.out.n, 1);
@@ -697,7 +691,7 @@ static void test_crossing(void **state)
     price(&f, "coingecko:ethereum", 99, t += 1000); /* 100 -> 99: crosses below */
     assert_int_equal(f.out.n, 2);
     assert_string_equal(f.out.rule_id[1], down->id);
-    assert_false(f.out.t[1].resolved); /* edge rules send no resolved notices */
+    assert_false(f.out.t[1].resolved);               /* edge rules send no resolved notices */
     price(&f, "coingecko:ethereum", 101, t += 1000); /* each crossing is a new firing */
     assert_int_equal(f.out.n, 3);
     assert_string_equal(f.out.rule_id[2], up->id);
@@ -713,10 +707,10 @@ static void test_throttle_burst_and_flapping(void **state)
     fx_init(&f);
     seed_tvl(&f, "uni", "ethereum", 90, NOW_MS - MIN_MS);
     seed_tvl(&f, "aave", "ethereum", 10, NOW_MS - MIN_MS);
-    rta_alert_rule *edge = put_rule(
-        &f, RULE1("{\"metric\":\"tvl\",\"protocol\":\"uni\",\"chain\":\"ethereum\","
-                  "\"operator\":\"crosses_above\",\"threshold\":100}",
-                  ",\"throttleMinutes\":5"));
+    rta_alert_rule *edge =
+        put_rule(&f, RULE1("{\"metric\":\"tvl\",\"protocol\":\"uni\",\"chain\":\"ethereum\","
+                           "\"operator\":\"crosses_above\",\"threshold\":100}",
+                           ",\"throttleMinutes\":5"));
     /* Burst: 20 crossings within a minute -> one trigger. */
     int64_t t = NOW_MS;
     for (int i = 0; i < 40; i++)
@@ -730,10 +724,10 @@ static void test_throttle_burst_and_flapping(void **state)
     /* Flapping level rule with notifyResolved: firing and resolved pair up; a firing entered
      * during the cooldown is notified once the cooldown is over if it still holds. */
     f.out.n = 0;
-    rta_alert_rule *lvl = put_rule(
-        &f, RULE1("{\"metric\":\"tvl\",\"protocol\":\"aave\",\"chain\":\"ethereum\","
-                  "\"operator\":\"gt\",\"threshold\":100}",
-                  ",\"throttleMinutes\":5,\"notifyResolved\":true"));
+    rta_alert_rule *lvl =
+        put_rule(&f, RULE1("{\"metric\":\"tvl\",\"protocol\":\"aave\",\"chain\":\"ethereum\","
+                           "\"operator\":\"gt\",\"threshold\":100}",
+                           ",\"throttleMinutes\":5,\"notifyResolved\":true"));
     t = NOW_MS;
     tvl(&f, "aave", "ethereum", 150, t += 1000); /* firing */
     tvl(&f, "aave", "ethereum", 50, t += 1000);  /* resolved */
@@ -779,15 +773,15 @@ static void test_wildcards_and_protocol_totals(void **state)
     rta_alert_rule *any =
         put_rule(&f, RULE1("{\"metric\":\"tvl\",\"operator\":\"gt\",\"threshold\":1000}", ""));
     /* protocol a's total > 1000 */
-    rta_alert_rule *prot = put_rule(
-        &f, RULE1("{\"metric\":\"tvl\",\"protocol\":\"a\",\"operator\":\"gt\","
-                  "\"threshold\":1000}",
-                  ""));
+    rta_alert_rule *prot =
+        put_rule(&f, RULE1("{\"metric\":\"tvl\",\"protocol\":\"a\",\"operator\":\"gt\","
+                           "\"threshold\":1000}",
+                           ""));
     /* any protocol on ethereum > 500 (pairs) */
-    rta_alert_rule *onchain = put_rule(
-        &f, RULE1("{\"metric\":\"tvl\",\"chain\":\"ethereum\",\"operator\":\"gt\","
-                  "\"threshold\":500}",
-                  ""));
+    rta_alert_rule *onchain =
+        put_rule(&f, RULE1("{\"metric\":\"tvl\",\"chain\":\"ethereum\",\"operator\":\"gt\","
+                           "\"threshold\":500}",
+                           ""));
     /* any token above 10 */
     rta_alert_rule *anyprice =
         put_rule(&f, RULE1("{\"metric\":\"price\",\"operator\":\"gt\",\"threshold\":10}", ""));
@@ -845,11 +839,11 @@ static void test_multi_condition(void **state)
                   "\"token\":\"coingecko:ethereum\",\"operator\":\"gt\",\"threshold\":2000}",
                   ",\"throttleMinutes\":0"));
     /* any chain pair of a protocol > 100 while that protocol's total < 1000 */
-    rta_alert_rule *w = put_rule(
-        &f, RULE1("{\"metric\":\"tvl\",\"chain\":\"base\",\"operator\":\"gt\","
-                  "\"threshold\":100},{\"metric\":\"tvl\",\"operator\":\"lt\","
-                  "\"threshold\":1000}",
-                  ",\"throttleMinutes\":0"));
+    rta_alert_rule *w =
+        put_rule(&f, RULE1("{\"metric\":\"tvl\",\"chain\":\"base\",\"operator\":\"gt\","
+                           "\"threshold\":100},{\"metric\":\"tvl\",\"operator\":\"lt\","
+                           "\"threshold\":1000}",
+                           ",\"throttleMinutes\":0"));
     int64_t t = NOW_MS;
     tvl(&f, "uni", "ethereum", 150, t += 1000);
     assert_int_equal(f.out.n, 0); /* price condition false */
@@ -881,14 +875,14 @@ static void test_inactive_remove_replace_offsets(void **state)
     fixture f;
     fx_init(&f);
     seed_tvl(&f, "uni", "ethereum", 50, NOW_MS - MIN_MS);
-    rta_alert_rule *off = put_rule(
-        &f, RULE1("{\"metric\":\"tvl\",\"protocol\":\"uni\",\"chain\":\"ethereum\","
-                  "\"operator\":\"gt\",\"threshold\":100}",
-                  ",\"isActive\":false"));
-    rta_alert_rule *on = put_rule(
-        &f, RULE1("{\"metric\":\"tvl\",\"protocol\":\"uni\",\"chain\":\"ethereum\","
-                  "\"operator\":\"gt\",\"threshold\":100}",
-                  ",\"throttleMinutes\":0,\"notifyResolved\":true"));
+    rta_alert_rule *off =
+        put_rule(&f, RULE1("{\"metric\":\"tvl\",\"protocol\":\"uni\",\"chain\":\"ethereum\","
+                           "\"operator\":\"gt\",\"threshold\":100}",
+                           ",\"isActive\":false"));
+    rta_alert_rule *on =
+        put_rule(&f, RULE1("{\"metric\":\"tvl\",\"protocol\":\"uni\",\"chain\":\"ethereum\","
+                           "\"operator\":\"gt\",\"threshold\":100}",
+                           ",\"throttleMinutes\":0,\"notifyResolved\":true"));
     assert_int_equal(rta_alert_engine_count(f.eng), 2);
     assert_int_equal(rta_alert_engine_active(f.eng), 1);
     assert_int_equal(rta_alert_engine_user_count(f.eng, "user-1"), 2);
@@ -948,10 +942,10 @@ static void test_restore_state(void **state)
     fixture f;
     fx_init(&f);
     seed_tvl(&f, "uni", "ethereum", 150, NOW_MS - MIN_MS);
-    rta_alert_rule *r = put_rule(
-        &f, RULE1("{\"metric\":\"tvl\",\"protocol\":\"uni\",\"chain\":\"ethereum\","
-                  "\"operator\":\"gt\",\"threshold\":100}",
-                  ",\"throttleMinutes\":10,\"notifyResolved\":true"));
+    rta_alert_rule *r =
+        put_rule(&f, RULE1("{\"metric\":\"tvl\",\"protocol\":\"uni\",\"chain\":\"ethereum\","
+                           "\"operator\":\"gt\",\"threshold\":100}",
+                           ",\"throttleMinutes\":10,\"notifyResolved\":true"));
     /* Persisted: firing, notified 2 minutes ago. */
     rta_alert_engine_restore_state(f.eng, r->id, "tvl:uni:ethereum", true, NOW_MS - 2 * MIN_MS);
     rta_alert_engine_restore_state(f.eng, "unknown-rule", "tvl:uni:ethereum", true, NOW_MS);
@@ -966,6 +960,119 @@ static void test_restore_state(void **state)
     assert_int_equal(f.out.n, 2);
     rta_alert_rule_free(r);
     fx_free(&f);
+}
+
+/* The range search over sorted thresholds against a brute-force model: many single-condition
+ * rules with colliding thresholds on one pair, random values, rules removed midway. */
+typedef struct {
+    int op; /* rta_alert_op */
+    double th;
+    bool firing, removed;
+    rta_alert_rule *r;
+    int got_fire, got_resolve;
+} model_rule;
+
+typedef struct {
+    model_rule *m;
+    size_t n;
+} model;
+
+static void model_collect(void *ud, const rta_alert_trigger *t)
+{
+    model *md = ud;
+    for (size_t i = 0; i < md->n; i++) {
+        if (strcmp(md->m[i].r->id, t->rule->id) == 0) {
+            if (t->resolved)
+                md->m[i].got_resolve++;
+            else
+                md->m[i].got_fire++;
+            return;
+        }
+    }
+    fail_msg("trigger for an unknown rule");
+}
+
+static void test_ranges_against_model(void **state)
+{
+    (void)state;
+    static const char *const ops[] = {"gt", "lt", "eq", "crosses_above", "crosses_below"};
+    enum { NRULES = 300, NEVENTS = 400 };
+    rta_state *st = rta_state_new(NULL);
+    rta_alert_engine *eng = rta_alert_engine_new();
+    rta_tvl_update seed = {.protocol = "p", .chain = "c", .tvl = 50, .ts_ms = NOW_MS - MIN_MS};
+    rta_state_restore_tvl(st, &seed);
+    model md = {.m = calloc(NRULES, sizeof(model_rule)), .n = NRULES};
+    uint32_t rng = 12345;
+    for (size_t i = 0; i < NRULES; i++) {
+        rng = rng * 1103515245u + 12345u;
+        static const int op_of[] = {RTA_OP_GT, RTA_OP_LT, RTA_OP_EQ, RTA_OP_CROSSES_ABOVE,
+                                    RTA_OP_CROSSES_BELOW};
+        int opi = (int)((rng >> 16) % 5), op = op_of[opi];
+        double th = (double)(((rng >> 8) % 11) * 10); /* 0..100: many equal thresholds */
+        char text[400];
+        snprintf(text, sizeof text,
+                 "{\"name\":\"m%zu\",\"throttleMinutes\":0,\"notifyResolved\":true,"
+                 "\"conditions\":[{\"metric\":\"tvl\",\"protocol\":\"p\",\"chain\":\"c\","
+                 "\"operator\":\"%s\",\"threshold\":%g%s}],\"actions\":[{\"type\":\"push\","
+                 "\"target\":\"t\"}]}",
+                 i, ops[opi], th, op == RTA_OP_EQ ? ",\"tolerance\":0.05" : "");
+        md.m[i] = (model_rule){.op = op, .th = th, .r = rule_from(text)};
+        rta_alert_engine_put(eng, md.m[i].r);
+    }
+    double prev = 50;
+    for (int k = 0; k < NEVENTS; k++) {
+        rng = rng * 1103515245u + 12345u;
+        double v = (double)((rng >> 8) % 23) * 5; /* 0..110: on thresholds and between */
+        if (v == prev)
+            v += 2;
+        if (k == NEVENTS / 2) /* remove every third rule */
+            for (size_t i = 0; i < NRULES; i += 3) {
+                rta_alert_engine_remove(eng, md.m[i].r->id);
+                md.m[i].removed = true;
+            }
+        for (size_t i = 0; i < NRULES; i++)
+            md.m[i].got_fire = md.m[i].got_resolve = 0;
+        rta_tvl_update u = {.protocol = "p", .chain = "c", .tvl = v, .ts_ms = NOW_MS + k * 1000};
+        rta_event *ev[2];
+        size_t n = 0;
+        rta_state_apply_tvl(st, &u, "ingest", ev, 2, &n);
+        assert_int_equal(n, 1);
+        ev[0]->offset = (uint64_t)k + 1;
+        rta_alert_engine_evaluate(eng, st, ev[0], u.ts_ms, model_collect, &md);
+        rta_event_unref(ev[0]);
+        for (size_t i = 0; i < NRULES; i++) {
+            model_rule *m = &md.m[i];
+            int want_fire = 0, want_resolve = 0;
+            if (!m->removed) {
+                double th = m->th;
+                bool hold = m->op == RTA_OP_GT   ? v > th
+                            : m->op == RTA_OP_LT ? v < th
+                            : m->op == RTA_OP_EQ ? fabs(v - th) <= 0.05 * (th != 0 ? th : 1)
+                            : m->op == RTA_OP_CROSSES_ABOVE ? prev <= th && v > th
+                                                            : prev >= th && v < th;
+                bool edge = m->op >= RTA_OP_CROSSES_ABOVE;
+                if (edge) {
+                    want_fire = hold;
+                } else if (hold && !m->firing) {
+                    want_fire = 1;
+                    m->firing = true;
+                } else if (!hold && m->firing) {
+                    want_resolve = 1;
+                    m->firing = false;
+                }
+            }
+            if (m->got_fire != want_fire || m->got_resolve != want_resolve)
+                fail_msg("event %d (%g -> %g), rule %zu op %d %g: fire %d/%d resolve %d/%d", k,
+                         prev, v, i, m->op, m->th, m->got_fire, want_fire, m->got_resolve,
+                         want_resolve);
+        }
+        prev = v;
+    }
+    for (size_t i = 0; i < NRULES; i++)
+        rta_alert_rule_free(md.m[i].r);
+    free(md.m);
+    rta_alert_engine_free(eng);
+    rta_state_free(st);
 }
 
 int main(void)
@@ -985,6 +1092,7 @@ int main(void)
         cmocka_unit_test(test_multi_condition),
         cmocka_unit_test(test_inactive_remove_replace_offsets),
         cmocka_unit_test(test_restore_state),
+        cmocka_unit_test(test_ranges_against_model),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -20,6 +20,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 #include <cmocka.h>
+#include <zlib.h>
 
 #include "rta/http.h"
 #include "rta/log.h"
@@ -303,7 +304,7 @@ static size_t parse_frame(const client *cl, int *fin, int *op, size_t *plen, siz
 }
 
 typedef struct {
-    int fin, op;
+    int fin, op, rsv1;
     size_t len;
     char data[70000];
 } frame;
@@ -311,16 +312,17 @@ typedef struct {
 static int have_frame(const client *cl)
 {
     int fin, op;
-    size_t plen, poff;
+    size_t plen = 0, poff = 0;
     return parse_frame(cl, &fin, &op, &plen, &poff) > 0;
 }
 
 static void client_read_frame(client *cl, frame *f)
 {
     WAIT_UNTIL(cl, have_frame(cl) || cl->eof);
-    size_t poff;
+    size_t poff = 0;
     size_t n = parse_frame(cl, &f->fin, &f->op, &f->len, &poff);
     assert_true(n > 0);
+    f->rsv1 = ((unsigned char)cl->buf[0] >> 6) & 1;
     assert_true(f->len < sizeof f->data);
     memcpy(f->data, cl->buf + poff, f->len);
     f->data[f->len] = 0;
@@ -394,7 +396,7 @@ static void test_handshake_ok(void **state)
     assert_non_null(strstr(resp, "Connection: Upgrade\r\n"));
     /* RFC 6455 section 1.3 sample */
     assert_non_null(strstr(resp, "Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n"));
-    /* compression is never negotiated */
+    /* permessage-deflate is off unless opts.permessage_deflate */
     assert_null(strstr(resp, "Sec-WebSocket-Extensions"));
     assert_int_equal(H.nws, 1);
     assert_non_null(rta_ws_conn(H.ws[0]));
@@ -862,6 +864,413 @@ static void test_abort_inside_callback(void **state)
     client_free(cl);
 }
 
+/* ---- permessage-deflate ---- */
+
+/* Connects to /echo offering ext (a Sec-WebSocket-Extensions value, NULL = none); resp gets
+ * the 101 head. */
+static client *ws_connect_ext(const char *ext, char *resp, size_t resplen)
+{
+    client *cl = client_connect();
+    char hdr[512] = "", req[1024];
+    if (ext)
+        snprintf(hdr, sizeof hdr, "Sec-WebSocket-Extensions: %s\r\n", ext);
+    snprintf(req, sizeof req, REQ_FMT, "/echo", sample_key, "13", hdr);
+    client_send(cl, req, strlen(req));
+    size_t before = H.nws;
+    client_read_http(cl, resp, resplen);
+    assert_non_null(strstr(resp, "HTTP/1.1 101 "));
+    assert_int_equal(H.nws, before + 1);
+    return cl;
+}
+
+/* A client-side compressor: raw deflate, sync flush, the 00 00 ff ff tail removed. */
+typedef struct {
+    z_stream z;
+} zc;
+
+static void zc_init(zc *c, int bits)
+{
+    memset(c, 0, sizeof *c);
+    assert_int_equal(deflateInit2(&c->z, 6, Z_DEFLATED, -bits, 8, Z_DEFAULT_STRATEGY), Z_OK);
+}
+
+static size_t zc_compress(zc *c, const void *in, size_t len, unsigned char *out, size_t cap)
+{
+    c->z.next_in = (Bytef *)(uintptr_t)in;
+    c->z.avail_in = (uInt)len;
+    c->z.next_out = out;
+    c->z.avail_out = (uInt)cap;
+    assert_int_equal(deflate(&c->z, Z_SYNC_FLUSH), Z_OK);
+    assert_int_equal(c->z.avail_in, 0);
+    size_t n = cap - c->z.avail_out;
+    assert_true(n >= 4);
+    assert_memory_equal(out + n - 4, "\0\0\xff\xff", 4);
+    return n - 4;
+}
+
+/* Inflates a server message with a fresh stream (the server never keeps context). */
+static size_t inflate_fresh(const void *in, size_t len, char *out, size_t cap)
+{
+    z_stream z;
+    memset(&z, 0, sizeof z);
+    assert_int_equal(inflateInit2(&z, -15), Z_OK);
+    unsigned char *buf = malloc(len + 4);
+    memcpy(buf, in, len);
+    memcpy(buf + len, "\0\0\xff\xff", 4);
+    z.next_in = buf;
+    z.avail_in = (uInt)(len + 4);
+    z.next_out = (Bytef *)out;
+    z.avail_out = (uInt)cap;
+    int rc = inflate(&z, Z_SYNC_FLUSH);
+    assert_true(rc == Z_OK || rc == Z_STREAM_END);
+    assert_int_equal(z.avail_in, 0);
+    size_t n = cap - z.avail_out;
+    inflateEnd(&z);
+    free(buf);
+    return n;
+}
+
+/* Sends a compressed message (RSV1 on its only frame). */
+static void send_compressed(client *cl, zc *c, int op, const void *msg, size_t len)
+{
+    size_t cap = len + 64;
+    unsigned char *z = malloc(cap), *f = malloc(cap + 14);
+    size_t zn = zc_compress(c, msg, len, z, cap);
+    size_t n = build_frame(f, 1, op, 1, z, zn);
+    f[0] |= 0x40;
+    client_send(cl, f, n);
+    free(z);
+    free(f);
+}
+
+static void fill_text(char *buf, size_t len, unsigned seed)
+{
+    static const char *words[] = {"uniswap",    "ethereum",      "tvl_change",
+                                  "aave",       "arbitrum",      "previousTvl",
+                                  "currentTvl", "changePercent", "1234.5678"};
+    size_t i = 0;
+    while (i < len) {
+        seed = seed * 1103515245u + 12345u;
+        const char *w = words[(seed >> 16) % 9];
+        for (size_t k = 0; w[k] && i < len; k++)
+            buf[i++] = w[k];
+        if (i < len)
+            buf[i++] = ' ';
+    }
+}
+
+static void test_deflate_negotiation(void **state)
+{
+    char resp[4096];
+    client *off = ws_connect_ext("permessage-deflate; client_max_window_bits", resp, sizeof resp);
+    assert_null(strstr(resp, "Sec-WebSocket-Extensions")); /* off by default */
+    assert_int_equal(rta_ws_deflate_enabled(H.ws[0]), 0);
+
+    H.opts.permessage_deflate = 1;
+    client *a = ws_connect_ext("x-webkit-deflate-frame, permessage-deflate; client_max_window_bits",
+                               resp, sizeof resp);
+    assert_non_null(strstr(
+        resp, "\r\nSec-WebSocket-Extensions: permessage-deflate; server_no_context_takeover\r\n"));
+    assert_int_equal(rta_ws_deflate_enabled(H.ws[1]), 1);
+
+    client *b = ws_connect_ext(NULL, resp, sizeof resp);
+    assert_null(strstr(resp, "Sec-WebSocket-Extensions"));
+    assert_int_equal(rta_ws_deflate_enabled(H.ws[2]), 0);
+
+    client *c = ws_connect_ext("permessage-deflate; client_no_context_takeover; "
+                               "server_max_window_bits=10",
+                               resp, sizeof resp);
+    assert_non_null(strstr(resp, "Sec-WebSocket-Extensions: permessage-deflate; "
+                                 "server_no_context_takeover; client_no_context_takeover; "
+                                 "server_max_window_bits=10\r\n"));
+    assert_int_equal(rta_ws_deflate_enabled(H.ws[3]), 1);
+
+    /* an offer the server cannot accept (unknown parameter) is declined, not refused */
+    client *d = ws_connect_ext("permessage-deflate; foo=1", resp, sizeof resp);
+    assert_null(strstr(resp, "Sec-WebSocket-Extensions"));
+
+    /* a malformed header is refused */
+    client *e = client_connect();
+    char req[1024];
+    snprintf(req, sizeof req, REQ_FMT, "/echo", sample_key, "13",
+             "Sec-WebSocket-Extensions: permessage-deflate; ;\r\n");
+    client_send(e, req, strlen(req));
+    client_read_http(e, resp, sizeof resp);
+    assert_non_null(strstr(resp, "HTTP/1.1 400 "));
+    assert_non_null(strstr(resp, "invalid_websocket_extensions"));
+    assert_int_equal(H.nws, 5);
+
+    client_free(off);
+    client_free(a);
+    client_free(b);
+    client_free(c);
+    client_free(d);
+    client_free(e);
+}
+
+static void test_deflate_echo(void **state)
+{
+    H.opts.permessage_deflate = 1;
+    char resp[4096];
+    client *cl = ws_connect_ext("permessage-deflate; client_max_window_bits", resp, sizeof resp);
+    zc c;
+    zc_init(&c, 15);
+    static char msg[20000], out[70000];
+    fill_text(msg, sizeof msg, 1);
+    for (int round = 0; round < 2; round++) {
+        /* client -> server compressed; server -> client compressed (echo) */
+        send_compressed(cl, &c, RTA_WS_OP_TEXT, msg, sizeof msg);
+        frame *f = malloc(sizeof *f);
+        client_read_frame(cl, f);
+        assert_int_equal(f->op, RTA_WS_OP_TEXT);
+        assert_int_equal(f->rsv1, 1);
+        assert_true(f->len < sizeof msg / 2);
+        /* each server message inflates on its own: no context kept between them */
+        size_t n = inflate_fresh(f->data, f->len, out, sizeof out);
+        assert_int_equal(n, sizeof msg);
+        assert_memory_equal(out, msg, n);
+        free(f);
+    }
+    /* binary, compressed */
+    unsigned char bin[3000];
+    for (size_t i = 0; i < sizeof bin; i++)
+        bin[i] = (unsigned char)(i % 7);
+    send_compressed(cl, &c, RTA_WS_OP_BINARY, bin, sizeof bin);
+    frame *f = malloc(sizeof *f);
+    client_read_frame(cl, f);
+    assert_int_equal(f->op, RTA_WS_OP_BINARY);
+    assert_int_equal(f->rsv1, 1);
+    assert_int_equal(inflate_fresh(f->data, f->len, out, sizeof out), sizeof bin);
+    assert_memory_equal(out, bin, sizeof bin);
+    /* an uncompressed message on a deflate connection is fine; a short answer goes plain */
+    client_send_frame(cl, 1, RTA_WS_OP_TEXT, 1, "hi", 2);
+    client_read_frame(cl, f);
+    assert_int_equal(f->rsv1, 0);
+    assert_string_equal(f->data, "hi");
+    free(f);
+    assert_int_equal(H.messages, 4);
+    deflateEnd(&c.z);
+    client_free(cl);
+}
+
+static void test_deflate_context_takeover(void **state)
+{
+    H.opts.permessage_deflate = 1;
+    char resp[4096];
+    client *cl = ws_connect_ext("permessage-deflate", resp, sizeof resp);
+    assert_null(strstr(resp, "client_no_context_takeover"));
+    zc c;
+    zc_init(&c, 15);
+    static char msg[4000], out[70000];
+    fill_text(msg, sizeof msg, 7);
+    frame *f = malloc(sizeof *f);
+    for (int round = 0; round < 3; round++) {
+        /* rounds 2 and 3 compress to a few bytes: back references into round 1 */
+        send_compressed(cl, &c, RTA_WS_OP_TEXT, msg, sizeof msg);
+        client_read_frame(cl, f);
+        assert_int_equal(f->op, RTA_WS_OP_TEXT);
+        size_t n = f->rsv1 ? inflate_fresh(f->data, f->len, out, sizeof out) : f->len;
+        assert_int_equal(n, sizeof msg);
+        assert_memory_equal(f->rsv1 ? out : f->data, msg, n);
+    }
+    assert_int_equal(H.messages, 3);
+    deflateEnd(&c.z);
+    client_free(cl);
+
+    /* with client_no_context_takeover the server resets: a message that still refers to
+     * the previous one cannot be inflated (1007) */
+    cl = ws_connect_ext("permessage-deflate; client_no_context_takeover", resp, sizeof resp);
+    assert_non_null(strstr(resp, "client_no_context_takeover"));
+    zc_init(&c, 15);
+    send_compressed(cl, &c, RTA_WS_OP_TEXT, msg, sizeof msg);
+    client_read_frame(cl, f);
+    assert_int_equal(H.messages, 4);
+    send_compressed(cl, &c, RTA_WS_OP_TEXT, msg, sizeof msg); /* context kept: wrong */
+    client_read_frame(cl, f);
+    assert_int_equal(close_code(f), 1007);
+    assert_int_equal(H.messages, 4);
+    free(f);
+    deflateEnd(&c.z);
+    client_wait_eof(cl);
+    client_free(cl);
+}
+
+static void test_deflate_shared_frame(void **state)
+{
+    H.echo = 0;
+    H.opts.permessage_deflate = 1;
+    char resp[4096];
+    client *cl[3];
+    cl[0] = ws_connect_ext("permessage-deflate", resp, sizeof resp);
+    cl[1] = ws_connect_ext("permessage-deflate; client_max_window_bits", resp, sizeof resp);
+    cl[2] = ws_connect_ext(NULL, resp, sizeof resp);
+    static char msg[2000];
+    fill_text(msg, sizeof msg, 3);
+    rta_rbuf *plain = rta_ws_frame(RTA_WS_OP_TEXT, msg, sizeof msg);
+    rta_rbuf *def = rta_ws_frame_deflated(RTA_WS_OP_TEXT, msg, sizeof msg);
+    assert_non_null(def);
+    assert_int_equal((unsigned char)def->data[0], 0xc1); /* FIN + RSV1 + text */
+    assert_true(def->len < plain->len / 2);
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(rta_ws_send_frames(H.ws[i], plain, def), RTA_WS_OK);
+    assert_int_equal(def->refcnt, 3); /* one compressed buffer for both deflate clients */
+    assert_int_equal(plain->refcnt, 2);
+    for (int i = 0; i < 2; i++) {
+        WAIT_UNTIL(cl[i], cl[i]->len >= def->len);
+        assert_int_equal(cl[i]->len, def->len);
+        assert_memory_equal(cl[i]->buf, def->data, def->len); /* identical bytes */
+        char out[4000];
+        assert_int_equal(inflate_fresh(cl[i]->buf + 4, def->len - 4, out, sizeof out), sizeof msg);
+        assert_memory_equal(out, msg, sizeof msg);
+    }
+    frame *f = malloc(sizeof *f);
+    client_read_frame(cl[2], f);
+    assert_int_equal(f->rsv1, 0);
+    assert_int_equal(f->len, sizeof msg);
+    free(f);
+    rta_rbuf_unref(plain);
+    rta_rbuf_unref(def);
+    /* NULL deflated frame: plain for everyone */
+    rta_rbuf *tiny = rta_ws_frame(RTA_WS_OP_TEXT, "ok", 2);
+    assert_null(rta_ws_frame_deflated(RTA_WS_OP_TEXT, "ok", 2)); /* would not shrink */
+    assert_int_equal(rta_ws_send_frames(H.ws[0], tiny, NULL), RTA_WS_OK);
+    rta_rbuf_unref(tiny);
+    for (int i = 0; i < 3; i++)
+        client_free(cl[i]);
+}
+
+static void test_deflate_small_server_window(void **state)
+{
+    H.echo = 0;
+    H.opts.permessage_deflate = 1;
+    char resp[4096];
+    client *cl = ws_connect_ext("permessage-deflate; server_max_window_bits=9", resp, sizeof resp);
+    assert_non_null(strstr(resp, "server_max_window_bits=9"));
+    static char big[2000], small[500];
+    fill_text(big, sizeof big, 5);
+    fill_text(small, sizeof small, 5);
+    rta_rbuf *p1 = rta_ws_frame(RTA_WS_OP_TEXT, big, sizeof big);
+    rta_rbuf *d1 = rta_ws_frame_deflated(RTA_WS_OP_TEXT, big, sizeof big);
+    rta_rbuf *p2 = rta_ws_frame(RTA_WS_OP_TEXT, small, sizeof small);
+    rta_rbuf *d2 = rta_ws_frame_deflated(RTA_WS_OP_TEXT, small, sizeof small);
+    assert_non_null(d1);
+    assert_non_null(d2);
+    /* compressed with a 15-bit window: only messages within 512 bytes are safe to send */
+    assert_int_equal(rta_ws_send_frames(H.ws[0], p1, d1), RTA_WS_OK);
+    assert_int_equal(rta_ws_send_frames(H.ws[0], p2, d2), RTA_WS_OK);
+    frame *f = malloc(sizeof *f);
+    client_read_frame(cl, f);
+    assert_int_equal(f->rsv1, 0);
+    assert_int_equal(f->len, sizeof big);
+    client_read_frame(cl, f);
+    assert_int_equal(f->rsv1, 1);
+    free(f);
+    rta_rbuf_unref(p1);
+    rta_rbuf_unref(d1);
+    rta_rbuf_unref(p2);
+    rta_rbuf_unref(d2);
+    client_free(cl);
+}
+
+static void test_deflate_inflate_limit(void **state)
+{
+    H.opts.permessage_deflate = 1;
+    H.opts.max_message_bytes = 1000;
+    char resp[4096];
+    client *cl = ws_connect_ext("permessage-deflate", resp, sizeof resp);
+    zc c;
+    zc_init(&c, 15);
+    static char bomb[300000]; /* deflates to ~300 bytes, under wslay's cap on the wire */
+    memset(bomb, 'a', sizeof bomb);
+    send_compressed(cl, &c, RTA_WS_OP_BINARY, bomb, sizeof bomb);
+    expect_protocol_close(cl, 1009);
+    assert_int_equal(H.messages, 0);
+    deflateEnd(&c.z);
+}
+
+static void test_deflate_at_limit(void **state)
+{
+    H.opts.permessage_deflate = 1;
+    H.opts.max_message_bytes = 1000;
+    char resp[4096];
+    client *cl = ws_connect_ext("permessage-deflate", resp, sizeof resp);
+    zc c;
+    zc_init(&c, 15);
+    char msg[1000];
+    memset(msg, 'b', sizeof msg);
+    send_compressed(cl, &c, RTA_WS_OP_TEXT, msg, sizeof msg); /* exactly the cap: fine */
+    frame *f = malloc(sizeof *f);
+    client_read_frame(cl, f);
+    assert_int_equal(f->rsv1, 1);
+    free(f);
+    assert_int_equal(H.messages, 1);
+    send_compressed(cl, &c, RTA_WS_OP_TEXT, msg, 1000);
+    send_compressed(cl, &c, RTA_WS_OP_TEXT, "c", 1);
+    f = malloc(sizeof *f);
+    client_read_frame(cl, f);
+    client_read_frame(cl, f);
+    free(f);
+    assert_int_equal(H.messages, 3);
+    deflateEnd(&c.z);
+    client_free(cl);
+}
+
+static void test_rsv1_without_negotiation(void **state)
+{
+    char resp[4096];
+    H.opts.permessage_deflate = 1;
+    client *cl = ws_connect_ext(NULL, resp, sizeof resp); /* no offer: nothing negotiated */
+    zc c;
+    zc_init(&c, 15);
+    send_compressed(cl, &c, RTA_WS_OP_TEXT, "hello hello hello", 17);
+    expect_protocol_close(cl, 1002);
+    assert_int_equal(H.messages, 0);
+    deflateEnd(&c.z);
+}
+
+static void test_rsv1_on_control_frame(void **state)
+{
+    H.opts.permessage_deflate = 1;
+    char resp[4096];
+    client *cl = ws_connect_ext("permessage-deflate", resp, sizeof resp);
+    unsigned char f[32];
+    size_t n = build_frame(f, 1, RTA_WS_OP_PING, 1, "x", 1);
+    f[0] |= 0x40;
+    client_send(cl, f, n);
+    expect_protocol_close(cl, 1002);
+}
+
+static void test_deflate_corrupt(void **state)
+{
+    H.opts.permessage_deflate = 1;
+    char resp[4096];
+    client *cl = ws_connect_ext("permessage-deflate", resp, sizeof resp);
+    unsigned char junk[] = {0xff, 0xff, 0xff, 0xff, 0x01, 0x02}; /* invalid block type */
+    unsigned char f[32];
+    size_t n = build_frame(f, 1, RTA_WS_OP_BINARY, 1, junk, sizeof junk);
+    f[0] |= 0x40;
+    client_send(cl, f, n);
+    expect_protocol_close(cl, 1007);
+    assert_int_equal(H.messages, 0);
+}
+
+static void test_deflate_invalid_utf8(void **state)
+{
+    H.opts.permessage_deflate = 1;
+    char resp[4096];
+    client *cl = ws_connect_ext("permessage-deflate", resp, sizeof resp);
+    zc c;
+    zc_init(&c, 15);
+    char bad[200];
+    memset(bad, 'x', sizeof bad);
+    bad[100] = (char)0xc3;
+    bad[101] = (char)0x28;
+    send_compressed(cl, &c, RTA_WS_OP_TEXT, bad, sizeof bad); /* wslay cannot check this one */
+    expect_protocol_close(cl, 1007);
+    assert_int_equal(H.messages, 0);
+    deflateEnd(&c.z);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -890,6 +1299,17 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_backpressure, setup, teardown),
         cmocka_unit_test_setup_teardown(test_close_inside_callback, setup, teardown),
         cmocka_unit_test_setup_teardown(test_abort_inside_callback, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_deflate_negotiation, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_deflate_echo, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_deflate_context_takeover, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_deflate_shared_frame, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_deflate_small_server_window, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_deflate_inflate_limit, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_deflate_at_limit, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_rsv1_without_negotiation, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_rsv1_on_control_frame, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_deflate_corrupt, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_deflate_invalid_utf8, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -581,3 +581,19 @@ export function checkError(err, code, field, rule) {
         else assert.equal(err.rule, rule, `rule: ${s}`);
     }
 }
+
+// ------------------------------------------------------------------ teardown
+
+/**
+ * Closes every client, stops rtad with SIGTERM and asserts a clean exit: code 0 and no
+ * sanitizer report on stderr (a leak or UB found at exit fails the suite's after() hook).
+ */
+export async function stopClean(h) {
+    await closeAllClients();
+    if (!h) return;
+    const code = await h.stop();
+    const bad = h.stderr.filter((l) => /AddressSanitizer|LeakSanitizer|runtime error:/.test(l));
+    assert.deepEqual(bad, [], `sanitizer report:\n${h.stderr.slice(-60).join('\n')}`);
+    assert.equal(code, 0, `rtad exit code ${code} (signal ${h.exitSignal}):\n${
+        h.stderr.slice(-20).join('\n')}`);
+}
