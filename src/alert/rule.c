@@ -523,9 +523,16 @@ static int parse_into(ctx *c, const json_t *body, rta_alert_rule *r)
     } else {
         for (size_t i = 0; i < json_array_size(conds); i++) {
             size_t before = nerrors(c);
-            parse_condition(c, json_array_get(conds, i), i, &r->conditions[r->nconditions]);
-            if (nerrors(c) == before)
+            rta_alert_condition *slot = &r->conditions[r->nconditions];
+            parse_condition(c, json_array_get(conds, i), i, slot);
+            if (nerrors(c) == before) {
                 r->nconditions++;
+            } else { /* an invalid condition leaves nothing behind in the reused slot */
+                free(slot->protocol);
+                free(slot->chain);
+                free(slot->token);
+                memset(slot, 0, sizeof *slot);
+            }
         }
         /* Wildcards bind to the series of the event, which is of the first condition's kind. */
         if (r->nconditions == json_array_size(conds)) {

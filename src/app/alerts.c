@@ -146,6 +146,10 @@ typedef struct outbox_batch {
     attempt_job **atts;
     size_t natts, capatts;
     size_t attempt_errors;
+    /* ingest answers held until these triggers are durable */
+    rta_http_req **waiters;
+    json_t **answers;
+    size_t nwaiters;
 } outbox_batch;
 
 #define BATCH_FLUSH_AT 512 /* items: flush at once past this, else at the end of the turn */
@@ -215,6 +219,10 @@ static void batch_done(rta_store_job *job)
     if (b->attempt_errors)
         rta_counter_add(rta_metrics_counter(app->m_store_errors, "op=\"attempt\""),
                         (double)b->attempt_errors);
+    for (size_t i = 0; i < b->nwaiters; i++) /* the ingest is acknowledged now */
+        rta_http_send_json(b->waiters[i], 200, b->answers[i]);
+    free(b->waiters);
+    free(b->answers);
     for (size_t i = 0; i < b->ntrigs; i++)
         trigger_job_free(b->trigs[i]);
     for (size_t i = 0; i < b->natts; i++)
@@ -263,6 +271,7 @@ static outbox_batch *batch_get(rta_app *app)
 
 static void batch_add_trigger(rta_app *app, trigger_job *tj)
 {
+    app->triggers_queued++;
     outbox_batch *b = batch_get(app);
     if (b->ntrigs == b->captrigs) {
         b->captrigs = b->captrigs ? b->captrigs * 2 : 16;
@@ -462,15 +471,58 @@ int rta_alerts_target_disabled(rta_app *app, const char *channel, const char *ta
     return d != NULL;
 }
 
+#define MAX_DISABLED_TARGETS 100000
+
+typedef struct kv_job {
+    rta_store_job job;
+    char *value;
+} kv_job;
+
+static void kv_work(rta_store *s, rta_store_job *job)
+{
+    job->status = s->ops->kv_set(s->db, "disabled_targets", ((kv_job *)job)->value);
+}
+
+static void kv_done(rta_store_job *job)
+{
+    free(((kv_job *)job)->value);
+    free(job);
+}
+
+/* Writes the whole set (small: targets refused permanently) so a restart keeps it. */
+static void save_disabled_targets(rta_app *app)
+{
+    json_t *arr = json_array();
+    for (disabled_target *d = app->disabled_targets; d; d = d->hh.next)
+        json_array_append_new(arr, json_string(d->key));
+    kv_job *k = rta_xcalloc(1, sizeof *k);
+    k->value = json_dumps(arr, JSON_COMPACT);
+    json_decref(arr);
+    k->job.work = kv_work;
+    k->job.done = kv_done;
+    k->job.op = "kv_set";
+    if (rta_store_submit_critical(app->store, &k->job) != 0)
+        kv_done(&k->job);
+}
+
+static void add_disabled(rta_app *app, const char *key)
+{
+    disabled_target *d = rta_xcalloc(1, sizeof *d);
+    d->key = rta_strdup(key);
+    HASH_ADD_KEYPTR(hh, app->disabled_targets, d->key, strlen(d->key), d);
+}
+
 static void disable_target(rta_app *app, const char *channel, const char *target)
 {
-    if (rta_alerts_target_disabled(app, channel, target))
+    if (rta_alerts_target_disabled(app, channel, target) ||
+        HASH_COUNT(app->disabled_targets) >= MAX_DISABLED_TARGETS)
         return;
-    disabled_target *d = rta_xcalloc(1, sizeof *d);
     size_t n = strlen(channel) + strlen(target) + 2;
-    d->key = rta_xmalloc(n);
-    snprintf(d->key, n, "%s\t%s", channel, target);
-    HASH_ADD_KEYPTR(hh, app->disabled_targets, d->key, strlen(d->key), d);
+    char *key = rta_xmalloc(n);
+    snprintf(key, n, "%s\t%s", channel, target);
+    add_disabled(app, key);
+    free(key);
+    save_disabled_targets(app);
     rta_store_audit(app->store, "system", "alert.target_disabled", target, NULL, NULL,
                     json_pack("{s:s}", "channel", channel));
     rta_log(RTA_LOG_WARN, "notification target disabled", "{s:s,s:s}", "channel", channel,
@@ -719,6 +771,15 @@ int rta_alerts_init(rta_app *app)
     if (s->ops->rules_load(s->db, load_rule, app) != 0 ||
         s->ops->rule_states_load(s->db, load_state, app) != 0)
         return -1;
+    char *disabled = NULL;
+    if (s->ops->kv_get(s->db, "disabled_targets", &disabled) == 0 && disabled) {
+        json_t *arr = json_loads(disabled, 0, NULL);
+        size_t i;
+        json_t *v;
+        json_array_foreach(arr, i, v) if (json_is_string(v)) add_disabled(app, json_string_value(v));
+        json_decref(arr);
+    }
+    free(disabled);
     rta_notify_options no = {
         .webhook_timeout_ms = (uint64_t)cfg->webhook_timeout_ms,
         .allow_private_targets = cfg->webhook_allow_private,
@@ -778,6 +839,17 @@ void rta_alerts_stop(rta_app *app)
 void rta_alerts_flush(rta_app *app)
 {
     batch_flush(app);
+}
+
+void rta_alerts_answer_when_durable(rta_app *app, rta_http_req *req, json_t *answer)
+{
+    outbox_batch *b = batch_get(app);
+    b->waiters = rta_xrealloc(b->waiters, (b->nwaiters + 1) * sizeof *b->waiters);
+    b->answers = rta_xrealloc(b->answers, (b->nwaiters + 1) * sizeof *b->answers);
+    b->waiters[b->nwaiters] = req;
+    b->answers[b->nwaiters] = answer;
+    b->nwaiters++;
+    batch_flush(app); /* now: the client is waiting */
 }
 
 void rta_alerts_free(rta_app *app)

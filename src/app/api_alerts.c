@@ -490,6 +490,8 @@ typedef struct dg_job {
     rta_app *app;
     rta_http_req *req;
     char id[64];
+    char user[160];    /* the caller; deliveries of other users are "not found" */
+    int admin;
     int retry;
     int found, requeue_rc;
     rta_delivery_record d;
@@ -505,6 +507,10 @@ static void dg_work(rta_store *s, rta_store_job *job)
     if (rc < 0) {
         job->status = -1;
         return;
+    }
+    if (g->found && !g->admin && strcmp(g->d.user_id, g->user) != 0) {
+        rta_delivery_record_free_fields(&g->d); /* someone else's: never touch it */
+        g->found = 0;
     }
     if (g->found && g->retry) {
         g->requeue_rc = s->ops->delivery_requeue(s->db, g->id, rta_now_ms());
@@ -524,7 +530,7 @@ static void dg_done(rta_store_job *job)
     rta_http_req *req = g->req;
     if (job->status != 0) {
         rta_http_send_error(req, 503, "store_error", "the delivery could not be read", NULL);
-    } else if (!g->found || (strcmp(g->d.user_id, user_of(req)) != 0 && !is_admin(req))) {
+    } else if (!g->found) {
         rta_http_send_error(req, 404, "delivery_not_found", "no such delivery",
                             json_pack("{s:s}", "id", g->id));
     } else if (g->retry && g->requeue_rc == 2) {
@@ -557,6 +563,8 @@ static void delivery_lookup(rta_app *app, rta_http_req *req, int retry)
     g->app = app;
     g->req = req;
     g->retry = retry;
+    g->admin = is_admin(req);
+    snprintf(g->user, sizeof g->user, "%s", user_of(req));
     snprintf(g->id, sizeof g->id, "%s", req->params[0]);
     g->job.work = dg_work;
     g->job.done = dg_done;

@@ -113,6 +113,7 @@ void api_ingest(rta_app *app, rta_http_req *req)
     }
     rta_ingest_counts c = {0};
     uint64_t t0 = rta_mono_ns();
+    uint64_t triggers_before = app->triggers_queued;
     for (size_t i = 0; i < batch.ntvl; i++)
         rta_app_apply_tvl(app, &batch.tvl[i], "ingest", &c);
     for (size_t i = 0; i < batch.nprices; i++)
@@ -129,8 +130,7 @@ void api_ingest(rta_app *app, rta_http_req *req)
             (json_int_t)c.first_offset, "apply_ms", ms);
     rta_ingest_batch_free(&batch);
     json_decref(body);
-    rta_http_send_json(req, 200,
-                       json_pack("{s:I,s:I,s:I,s:I,s:I,s:o,s:o,s:I}", "accepted",
+    json_t *answer = json_pack("{s:I,s:I,s:I,s:I,s:I,s:o,s:o,s:I}", "accepted",
                                  (json_int_t)c.accepted, "changed", (json_int_t)c.changed,
                                  "unchanged", (json_int_t)c.unchanged, "stale",
                                  (json_int_t)c.stale, "events", (json_int_t)c.events,
@@ -140,7 +140,11 @@ void api_ingest(rta_app *app, rta_http_req *req)
                                  "lastOffset",
                                  c.last_offset ? json_integer((json_int_t)c.last_offset)
                                                : json_null(),
-                                 "dataVersion", (json_int_t)app->state->version));
+                                 "dataVersion", (json_int_t)app->state->version);
+    if (app->triggers_queued != triggers_before) /* alerts fired: answer once they are durable */
+        rta_alerts_answer_when_durable(app, req, answer);
+    else
+        rta_http_send_json(req, 200, answer);
 }
 
 /* ---- GET /v1/events ---- */

@@ -56,6 +56,7 @@ struct rta_app {
     uv_timer_t outbox_timer;
     uv_timer_t batch_timer;       /* flushes the outbox writes of a loop turn */
     void *outbox_batch;           /* outbox writes not yet submitted (alerts.c) */
+    uint64_t triggers_queued;     /* triggers ever decided (ingest waits for its own) */
     prefs_entry *prefs;           /* user preferences cache (uthash) */
     disabled_target *disabled_targets;
     size_t outbox_in_flight;
@@ -128,6 +129,9 @@ int rta_alerts_init(rta_app *app);     /* loads rules, states, prefs; creates ch
 void rta_alerts_start(rta_app *app);   /* starts the outbox worker */
 void rta_alerts_stop(rta_app *app);
 void rta_alerts_flush(rta_app *app); /* submits pending outbox writes now */
+/* Answers req with answer (stolen) once the outbox writes queued so far are committed: an
+ * ingest that triggered alerts is acknowledged only when its notifications are durable. */
+void rta_alerts_answer_when_durable(rta_app *app, rta_http_req *req, json_t *answer);
 void rta_alerts_free(rta_app *app);
 void rta_alerts_on_event(void *app, rta_event *e); /* bus subscriber */
 void rta_alerts_kick(rta_app *app);    /* claim due deliveries now */
