@@ -60,9 +60,10 @@ fuzz: fuzz-build
 	  fi; \
 	done
 
-# Everything CI checks: unit + e2e on the normal build and on the ASan+UBSan build, fuzzers.
+# Everything CI checks: formatting, unit + e2e on the normal build and on the ASan+UBSan build,
+# short fuzz runs.
 test: deps
-	@$(MAKE) --no-print-directory unit unit-asan e2e e2e-asan fuzz
+	@$(MAKE) --no-print-directory format-check unit unit-asan e2e e2e-asan fuzz
 
 format:
 	clang-format -i $$(git ls-files '*.c' '*.h')

@@ -238,7 +238,7 @@ int main(int argc, char **argv)
     }
     if (i < argc) {
         int rc = strcmp(argv[i], "keys") == 0 ? keys_command(&cfg, argc - i - 1, argv + i + 1)
-                                               : die("unknown command (expected: keys)");
+                                              : die("unknown command (expected: keys)");
         rta_config_free(&cfg);
         return rc;
     }

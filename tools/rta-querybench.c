@@ -804,15 +804,14 @@ int main(int argc, char **argv)
                                 json_pack("{s:f,s:f,s:f}", "updates_per_s", ing[k].ups,
                                           "cpu_updates_per_s", ing[k].cpu_ups, "events_per_update",
                                           ing[k].events_per_update));
-    json_t *all =
-        json_pack("{s:s,s:s,s:I,s:I,s:I,s:I,s:I,s:f,s:f,s:I,s:f,s:f,s:i,s:f,s:f,s:o,s:o}",
-                  "bench", "query", "mode", mode_names[mode], "live", (json_int_t)live_n, "seed",
-                  (json_int_t)so.seed, "protocols", (json_int_t)st->nprotocols, "chains",
-                  (json_int_t)st->nchains, "pairs", (json_int_t)st->npairs, "load_ms", load_ms,
-                  "seconds_per_run", seconds_per_run, "state_bytes", (json_int_t)state_bytes,
-                  "rss_loaded_mib", (double)rss_loaded / 1024.0, "rss_peak_mib",
-                  (double)hwm / 1024.0, "repeats", repeats, "scan_ns_per_pair", floor_scan_ns,
-                  "change_ns_per_pair", floor_change_ns, "queries", jq, "ingest", ji);
+    json_t *all = json_pack(
+        "{s:s,s:s,s:I,s:I,s:I,s:I,s:I,s:f,s:f,s:I,s:f,s:f,s:i,s:f,s:f,s:o,s:o}", "bench", "query",
+        "mode", mode_names[mode], "live", (json_int_t)live_n, "seed", (json_int_t)so.seed,
+        "protocols", (json_int_t)st->nprotocols, "chains", (json_int_t)st->nchains, "pairs",
+        (json_int_t)st->npairs, "load_ms", load_ms, "seconds_per_run", seconds_per_run,
+        "state_bytes", (json_int_t)state_bytes, "rss_loaded_mib", (double)rss_loaded / 1024.0,
+        "rss_peak_mib", (double)hwm / 1024.0, "repeats", repeats, "scan_ns_per_pair", floor_scan_ns,
+        "change_ns_per_pair", floor_change_ns, "queries", jq, "ingest", ji);
     char *line = json_dumps(all, JSON_COMPACT | JSON_PRESERVE_ORDER);
     printf("%s\n", line);
     free(line);

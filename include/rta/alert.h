@@ -62,26 +62,26 @@ typedef struct rta_alert_condition {
     rta_alert_metric metric;
     rta_alert_op op;
     double threshold;
-    double tolerance;       /* eq */
-    int64_t time_window_s;  /* change_pct */
-    char *protocol;         /* NULL = any */
-    char *chain;            /* NULL = any */
-    char *token;            /* NULL = any (price scope) or not a price condition */
-    bool price_scope;       /* about prices (token given, or metric price) */
+    double tolerance;      /* eq */
+    int64_t time_window_s; /* change_pct */
+    char *protocol;        /* NULL = any */
+    char *chain;           /* NULL = any */
+    char *token;           /* NULL = any (price scope) or not a price condition */
+    bool price_scope;      /* about prices (token given, or metric price) */
 } rta_alert_condition;
 
 typedef struct rta_alert_action {
     rta_action_type type;
-    char *target;           /* address, URL or device token */
-    char *template_name;    /* NULL = the event type's default */
-    char *secret;           /* webhook: "whsec_<base64>", generated at creation */
+    char *target;        /* address, URL or device token */
+    char *template_name; /* NULL = the event type's default */
+    char *secret;        /* webhook: "whsec_<base64>", generated at creation */
 } rta_alert_action;
 
 typedef struct rta_alert_rule {
-    char id[37];            /* UUIDv7 */
+    char id[37]; /* UUIDv7 */
     char *user_id;
     char *name;
-    char *description;      /* may be NULL */
+    char *description; /* may be NULL */
     bool is_active;
     int throttle_minutes;
     bool notify_resolved;
@@ -126,11 +126,11 @@ typedef struct rta_alert_engine rta_alert_engine;
 
 /* One notification decision made by evaluation. */
 typedef struct rta_alert_trigger {
-    const rta_alert_rule *rule;   /* borrowed: valid until the next engine change */
-    char series[200];             /* "tvl:uniswap-v3:ethereum", "price:coingecko:ethereum" */
-    bool resolved;                /* firing -> ok notice (else ok -> firing) */
-    double value;                 /* the metric value that decided */
-    double previous;              /* previous value (NaN if unknown) */
+    const rta_alert_rule *rule; /* borrowed: valid until the next engine change */
+    char series[200];           /* "tvl:uniswap-v3:ethereum", "price:coingecko:ethereum" */
+    bool resolved;              /* firing -> ok notice (else ok -> firing) */
+    double value;               /* the metric value that decided */
+    double previous;            /* previous value (NaN if unknown) */
     uint64_t event_offset;
     char event_id[37];
     int64_t at_ms;
@@ -144,15 +144,15 @@ void rta_alert_engine_free(rta_alert_engine *eng);
 void rta_alert_engine_put(rta_alert_engine *eng, const rta_alert_rule *r);
 void rta_alert_engine_remove(rta_alert_engine *eng, const char *rule_id);
 const rta_alert_rule *rta_alert_engine_get(const rta_alert_engine *eng, const char *rule_id);
-size_t rta_alert_engine_count(const rta_alert_engine *eng);      /* all rules */
+size_t rta_alert_engine_count(const rta_alert_engine *eng); /* all rules */
 /* Calls fn for every rule (any order); fn must not change the engine. */
 void rta_alert_engine_each(const rta_alert_engine *eng,
                            void (*fn)(void *ud, const rta_alert_rule *r), void *ud);
-size_t rta_alert_engine_active(const rta_alert_engine *eng);     /* active rules */
+size_t rta_alert_engine_active(const rta_alert_engine *eng); /* active rules */
 size_t rta_alert_engine_user_count(const rta_alert_engine *eng, const char *user_id);
 /* Restores persisted per-series state (startup). */
-void rta_alert_engine_restore_state(rta_alert_engine *eng, const char *rule_id,
-                                    const char *series, bool firing, int64_t last_notified_ms);
+void rta_alert_engine_restore_state(rta_alert_engine *eng, const char *rule_id, const char *series,
+                                    bool firing, int64_t last_notified_ms);
 
 /* Evaluates the rules an event can affect, reading values and windows from st. Calls fn for
  * each notification to send (after throttle). Returns the number of rules evaluated. */

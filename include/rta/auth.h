@@ -17,17 +17,17 @@
 
 #include "rta/store.h"
 
-#define RTA_KEY_ID_LEN 17       /* "k" + 16 hex */
-#define RTA_KEY_SECRET_LEN 43   /* base64url of 32 bytes, no padding */
+#define RTA_KEY_ID_LEN 17     /* "k" + 16 hex */
+#define RTA_KEY_SECRET_LEN 43 /* base64url of 32 bytes, no padding */
 #define RTA_KEY_TEXT_MAX 80
 
 typedef enum {
-    RTA_PERM_READ = 1u << 0,         /* GET market data, events */
-    RTA_PERM_QUERY = 1u << 1,        /* POST /v1/query/advanced */
-    RTA_PERM_INGEST = 1u << 2,       /* POST /v1/ingest */
-    RTA_PERM_ADMIN = 1u << 3,        /* /v1/admin/... */
-    RTA_PERM_SUBSCRIBE = 1u << 4,    /* realtime subscriptions */
-    RTA_PERM_ALERTS = 1u << 5,       /* alert rules */
+    RTA_PERM_READ = 1u << 0,      /* GET market data, events */
+    RTA_PERM_QUERY = 1u << 1,     /* POST /v1/query/advanced */
+    RTA_PERM_INGEST = 1u << 2,    /* POST /v1/ingest */
+    RTA_PERM_ADMIN = 1u << 3,     /* /v1/admin/... */
+    RTA_PERM_SUBSCRIBE = 1u << 4, /* realtime subscriptions */
+    RTA_PERM_ALERTS = 1u << 5,    /* alert rules */
 } rta_perm;
 
 typedef struct rta_tier {
@@ -64,7 +64,7 @@ int rta_bucket_take(rta_bucket *b, int per_minute, int64_t now_ms, int *remainin
 
 /* ---- the in-memory key registry ---- */
 typedef struct rta_key {
-    rta_key_record rec;    /* owned copy */
+    rta_key_record rec; /* owned copy */
     uint32_t perms;
     rta_bucket api_bucket; /* REST rate limit state */
     int connections;       /* open realtime connections (streaming issue) */
@@ -84,9 +84,9 @@ void rta_keyring_each(rta_keyring *kr, void (*fn)(void *ud, rta_key *k), void *u
 
 typedef enum {
     RTA_AUTH_OK = 0,
-    RTA_AUTH_MISSING,      /* no key given */
-    RTA_AUTH_MALFORMED,    /* not "rta_<id>_<secret>" */
-    RTA_AUTH_UNKNOWN,      /* no such id, or wrong secret */
+    RTA_AUTH_MISSING,   /* no key given */
+    RTA_AUTH_MALFORMED, /* not "rta_<id>_<secret>" */
+    RTA_AUTH_UNKNOWN,   /* no such id, or wrong secret */
     RTA_AUTH_REVOKED,
 } rta_auth_result;
 const char *rta_auth_result_code(rta_auth_result r); /* "missing_api_key", "invalid_api_key", ... */
@@ -100,7 +100,7 @@ int rta_key_generate(const char *user_id, const char *tier, const char *role, co
                      int64_t now_ms, rta_key_record *rec, char key_text[RTA_KEY_TEXT_MAX]);
 /* Builds a record from an existing full key text (the RTA_ADMIN_KEY bootstrap). -1 when the text
  * is not a well-formed key. */
-int rta_key_from_text(const char *key_text, const char *user_id, const char *tier,
-                      const char *role, int64_t now_ms, rta_key_record *rec);
+int rta_key_from_text(const char *key_text, const char *user_id, const char *tier, const char *role,
+                      int64_t now_ms, rta_key_record *rec);
 
 #endif

@@ -27,7 +27,8 @@ void rta_dbuf_reset(rta_dbuf *b); /* len = 0, memory kept */
 int rta_dbuf_append(rta_dbuf *b, const void *data, size_t len);
 int rta_dbuf_puts(rta_dbuf *b, const char *s);
 int rta_dbuf_printf(rta_dbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-int rta_dbuf_vprintf(rta_dbuf *b, const char *fmt, va_list ap) __attribute__((format(printf, 2, 0)));
+int rta_dbuf_vprintf(rta_dbuf *b, const char *fmt, va_list ap)
+    __attribute__((format(printf, 2, 0)));
 /* Drops the first n bytes (consumed input). */
 void rta_dbuf_consume(rta_dbuf *b, size_t n);
 /* Hands the memory to the caller (NUL-terminated); the buffer is left empty. */

@@ -21,9 +21,9 @@
 #include "rta/auth.h"
 
 typedef struct rta_config {
-    char *config_path;         /* --config FILE, NULL when none (not an option itself) */
+    char *config_path; /* --config FILE, NULL when none (not an option itself) */
     /* [server] */
-    char *listen;              /* HOST:PORT */
+    char *listen; /* HOST:PORT */
     char *data_dir;
     char *log_level;
     int64_t max_connections;
@@ -33,16 +33,16 @@ typedef struct rta_config {
     int64_t idle_timeout_ms;
     int64_t body_timeout_ms;
     int64_t shutdown_timeout_ms;
-    char *cors_origins;        /* "*" or comma-separated origins; "" = CORS off */
-    char *admin_key;           /* RTA_ADMIN_KEY bootstrap (secret) */
+    char *cors_origins; /* "*" or comma-separated origins; "" = CORS off */
+    char *admin_key;    /* RTA_ADMIN_KEY bootstrap (secret) */
     /* [tls] */
-    char *tls_listen;          /* "" = no TLS listener */
+    char *tls_listen; /* "" = no TLS listener */
     char *tls_cert;
     char *tls_key;
-    char *tls_min_version;     /* "1.3" (default) or "1.2" */
+    char *tls_min_version; /* "1.3" (default) or "1.2" */
     /* [store] */
-    char *store_kind;          /* "sqlite" */
-    char *store_path;          /* default <data_dir>/rta.db */
+    char *store_kind; /* "sqlite" */
+    char *store_path; /* default <data_dir>/rta.db */
     int64_t store_max_queue;
     int64_t persist_interval_ms;
     int64_t history_retention_s;
@@ -66,33 +66,33 @@ typedef struct rta_config {
     /* [realtime] */
     int64_t rt_max_subscriptions;
     int64_t rt_max_queued_bytes;
-    char *rt_slow_consumer;       /* "disconnect" | "drop" */
-    char *rt_threshold_min_tier;  /* lowest tier allowed tvl_changes / price_changes */
+    char *rt_slow_consumer;      /* "disconnect" | "drop" */
+    char *rt_threshold_min_tier; /* lowest tier allowed tvl_changes / price_changes */
     int64_t rt_recovery_window_ms;
     int64_t rt_ws_idle_timeout_ms;
     int64_t rt_ping_interval_ms;
     int64_t rt_ping_timeout_ms;
-    bool rt_permessage_deflate;   /* plain WebSocket compression (RFC 7692) */
+    bool rt_permessage_deflate; /* plain WebSocket compression (RFC 7692) */
     /* [alerts] */
-    char *alert_retry_schedule;   /* seconds between attempts, comma-separated */
+    char *alert_retry_schedule; /* seconds between attempts, comma-separated */
     int64_t alert_lease_ms;
     int64_t alert_poll_ms;
     int64_t alert_max_in_flight;
-    char *public_url;             /* base URL for links in notifications */
+    char *public_url; /* base URL for links in notifications */
     /* [webhooks] */
     int64_t webhook_timeout_ms;
     bool webhook_allow_private;
     /* [smtp] */
-    char *smtp_url;               /* "" = email off */
+    char *smtp_url; /* "" = email off */
     bool smtp_starttls;
     bool smtp_insecure;
     char *smtp_user;
-    char *smtp_password;          /* secret */
+    char *smtp_password; /* secret */
     char *smtp_from;
     /* [push] */
     char *fcm_base_url;
-    char *fcm_project;            /* "" = push off */
-    char *fcm_token;              /* secret */
+    char *fcm_project; /* "" = push off */
+    char *fcm_token;   /* secret */
     /* [tiers.*] */
     rta_tier tiers[RTA_TIER_COUNT];
 } rta_config;

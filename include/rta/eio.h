@@ -78,8 +78,8 @@ void rta_eio_decode_binary(const void *buf, size_t len, rta_eio_packet *out);
  * more than lim->max_packets (and more than out_cap) packets, or the first packet error (an
  * empty body is one empty packet: RTA_EIO_ERR_EMPTY). On error *count is 0.
  */
-int rta_eio_decode_payload(char *body, size_t len, const rta_eio_limits *lim,
-                           rta_eio_packet *out, size_t out_cap, size_t *count);
+int rta_eio_decode_payload(char *body, size_t len, const rta_eio_limits *lim, rta_eio_packet *out,
+                           size_t out_cap, size_t *count);
 
 /*
  * Appends one packet as text: "<type><data>" for text packets, "b<base64>" for binary ones
@@ -102,8 +102,7 @@ int rta_eio_encode_payload(rta_dbuf *out, const rta_eio_packet *pkts, size_t n);
  * or RTA_EIO_ERR_TOO_LARGE.
  */
 int rta_eio_encode_open(rta_dbuf *out, const char *sid, bool upgrade_websocket,
-                        unsigned ping_interval_ms, unsigned ping_timeout_ms,
-                        size_t max_payload);
+                        unsigned ping_interval_ms, unsigned ping_timeout_ms, size_t max_payload);
 
 /* Writes a new random session id (RTA_EIO_SID_LEN base64url chars + NUL). 0 or -1. */
 int rta_eio_sid_generate(char out[RTA_EIO_SID_LEN + 1]);

@@ -23,24 +23,24 @@ typedef enum {
 
 typedef struct rta_event {
     unsigned refcnt;
-    uint64_t offset;       /* set by rta_bus_publish */
-    char id[37];           /* UUIDv7 */
+    uint64_t offset; /* set by rta_bus_publish */
+    char id[37];     /* UUIDv7 */
     rta_event_type type;
-    char *protocol;        /* tvl/protocol events: protocol slug; price events: token id */
-    char *chain;           /* tvl: chain; price: token's chain prefix ("coingecko", "ethereum") */
-    char *token;           /* price events only, else NULL */
+    char *protocol; /* tvl/protocol events: protocol slug; price events: token id */
+    char *chain;    /* tvl: chain; price: token's chain prefix ("coingecko", "ethereum") */
+    char *token;    /* price events only, else NULL */
     int has_previous;
-    double previous;       /* when has_previous */
+    double previous; /* when has_previous */
     double current;
-    double change;         /* fraction; NaN when unknown (no previous, or previous == 0) */
-    int64_t data_ts_ms;    /* timestamp of the data point */
-    int64_t created_us;    /* when rtad produced the event (wall clock, us) */
-    char *source;          /* "ingest", "simulator", "postgres", "defillama" */
-    double confidence;     /* 0..1 */
-    json_t *tags;          /* array of strings, owned */
-    json_t *update;        /* protocol_update: object of changed fields {"name":..,"category":..,
-                              "chains_added":[..]}; NULL otherwise; owned */
-    rta_rbuf *json;        /* the encoded RealtimeEvent, built on first rta_event_json() */
+    double change;      /* fraction; NaN when unknown (no previous, or previous == 0) */
+    int64_t data_ts_ms; /* timestamp of the data point */
+    int64_t created_us; /* when rtad produced the event (wall clock, us) */
+    char *source;       /* "ingest", "simulator", "postgres", "defillama" */
+    double confidence;  /* 0..1 */
+    json_t *tags;       /* array of strings, owned */
+    json_t *update;     /* protocol_update: object of changed fields {"name":..,"category":..,
+                           "chains_added":[..]}; NULL otherwise; owned */
+    rta_rbuf *json;     /* the encoded RealtimeEvent, built on first rta_event_json() */
 } rta_event;
 
 /* New event with refcnt 1, id set, created_us = now; strings copied (NULL allowed). */

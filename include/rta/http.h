@@ -26,7 +26,7 @@ typedef struct rta_http_server rta_http_server;
 typedef struct rta_http_conn rta_http_conn;
 
 typedef struct rta_http_header {
-    char *name;  /* as received */
+    char *name; /* as received */
     char *value;
 } rta_http_header;
 
@@ -35,14 +35,14 @@ typedef struct rta_http_header {
 
 typedef struct rta_http_req {
     rta_http_server *srv;
-    rta_http_conn *hc;        /* NULL once the connection is gone */
-    const char *method;       /* "GET", ... */
-    char *url;                /* raw request target */
-    char *path;               /* target up to '?', percent-decoded */
-    char *query;              /* after '?', raw; "" when none */
+    rta_http_conn *hc;  /* NULL once the connection is gone */
+    const char *method; /* "GET", ... */
+    char *url;          /* raw request target */
+    char *path;         /* target up to '?', percent-decoded */
+    char *query;        /* after '?', raw; "" when none */
     rta_http_header headers[RTA_HTTP_MAX_HEADERS];
     size_t nheaders;
-    char *body;               /* NUL-terminated; NULL when empty */
+    char *body; /* NUL-terminated; NULL when empty */
     size_t body_len;
     char request_id[72];
     char remote_ip[46];
@@ -51,12 +51,12 @@ typedef struct rta_http_req {
     int is_upgrade;
     int http_minor;
     /* set by the application while routing */
-    const char *route;        /* route pattern for metrics/logs, e.g. "/v1/protocols/{slug}" */
+    const char *route; /* route pattern for metrics/logs, e.g. "/v1/protocols/{slug}" */
     char *params[RTA_HTTP_MAX_PARAMS];
     size_t nparams;
-    void *key;                /* authenticated rta_key, if any */
-    rta_dbuf extra_headers;   /* "Name: value\r\n" lines added by rta_http_add_header */
-    int status;               /* answered status, 0 until answered */
+    void *key;              /* authenticated rta_key, if any */
+    rta_dbuf extra_headers; /* "Name: value\r\n" lines added by rta_http_add_header */
+    int status;             /* answered status, 0 until answered */
     size_t response_bytes;
 } rta_http_req;
 

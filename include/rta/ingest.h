@@ -28,7 +28,7 @@
 #include "rta/state.h"
 
 typedef struct rta_ingest_batch {
-    rta_tvl_update *tvl;     /* strings point into the parsed json_t: keep it alive */
+    rta_tvl_update *tvl; /* strings point into the parsed json_t: keep it alive */
     size_t ntvl;
     rta_price_update *prices;
     size_t nprices;

@@ -27,9 +27,9 @@ typedef struct rta_conn rta_conn;
 typedef struct rta_conn_proto {
     const char *name;
     void (*on_read)(rta_conn *c, const char *data, size_t len);
-    void (*on_drain)(rta_conn *c);          /* optional: write queue emptied */
-    void (*on_timeout)(rta_conn *c);        /* optional: deadline passed */
-    void (*on_close)(rta_conn *c);          /* free proto_data; conn freed after */
+    void (*on_drain)(rta_conn *c);   /* optional: write queue emptied */
+    void (*on_timeout)(rta_conn *c); /* optional: deadline passed */
+    void (*on_close)(rta_conn *c);   /* free proto_data; conn freed after */
 } rta_conn_proto;
 
 struct rta_conn {
@@ -37,12 +37,12 @@ struct rta_conn {
     rta_net *net;
     const rta_conn_proto *proto;
     void *proto_data;
-    SSL *ssl;                    /* NULL on plain TCP */
+    SSL *ssl; /* NULL on plain TCP */
     uint64_t id;
     char remote_ip[INET6_ADDRSTRLEN];
-    size_t write_queued_bytes;   /* handed to uv_write and not yet completed */
+    size_t write_queued_bytes; /* handed to uv_write and not yet completed */
     size_t writes_in_flight;
-    uint64_t deadline_ms;        /* 0 = none; uv_now() based */
+    uint64_t deadline_ms; /* 0 = none; uv_now() based */
     unsigned closing : 1;
     unsigned shutting_down : 1;
     unsigned read_paused : 1;
@@ -52,8 +52,8 @@ struct rta_conn {
 
 typedef struct rta_net_stats {
     uint64_t accepted;
-    uint64_t refused_limit;      /* over max_connections */
-    uint64_t refused_fds;        /* accept failed for lack of descriptors */
+    uint64_t refused_limit; /* over max_connections */
+    uint64_t refused_fds;   /* accept failed for lack of descriptors */
     uint64_t tls_handshake_failures;
     uint64_t bytes_in, bytes_out;
     size_t open;

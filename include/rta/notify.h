@@ -22,24 +22,25 @@ typedef struct rta_notify rta_notify;
 
 typedef struct rta_notify_options {
     /* webhooks */
-    uint64_t webhook_timeout_ms;   /* default 10000; also the SMTP and FCM transfer timeout */
-    bool allow_private_targets;    /* loopback/private/link-local (tests allow loopback) */
-    const char *user_agent;        /* default "rta-webhooks/0.1" */
+    uint64_t webhook_timeout_ms; /* default 10000; also the SMTP and FCM transfer timeout */
+    bool allow_private_targets;  /* loopback/private/link-local (tests allow loopback) */
+    const char *user_agent;      /* default "rta-webhooks/0.1" */
     /* email */
-    const char *smtp_url;          /* "smtp://host:port" or "smtps://host:port"; NULL = off */
-    bool smtp_starttls;            /* require STARTTLS on smtp:// */
-    bool smtp_insecure;            /* skip certificate checks (test servers) */
+    const char *smtp_url; /* "smtp://host:port" or "smtps://host:port"; NULL = off */
+    bool smtp_starttls;   /* require STARTTLS on smtp:// */
+    bool smtp_insecure;   /* skip certificate checks (test servers) */
     const char *smtp_user, *smtp_password;
-    const char *mail_from;         /* "rta <alerts@example.com>" */
-    const char *unsubscribe_url;   /* List-Unsubscribe base, e.g. "https://host/v1/users/me/preferences" */
+    const char *mail_from; /* "rta <alerts@example.com>" */
+    const char
+        *unsubscribe_url; /* List-Unsubscribe base, e.g. "https://host/v1/users/me/preferences" */
     /* push */
-    const char *fcm_base_url;      /* default "https://fcm.googleapis.com" */
-    const char *fcm_project;       /* NULL = push off */
-    const char *fcm_token;         /* bearer token */
+    const char *fcm_base_url; /* default "https://fcm.googleapis.com" */
+    const char *fcm_project;  /* NULL = push off */
+    const char *fcm_token;    /* bearer token */
     /* breaker */
-    int breaker_failures;          /* default 5 */
-    uint64_t breaker_open_ms;      /* default 60000 */
-    size_t max_in_flight;          /* concurrent transfers (default 256) */
+    int breaker_failures;     /* default 5 */
+    uint64_t breaker_open_ms; /* default 60000 */
+    size_t max_in_flight;     /* concurrent transfers (default 256) */
 } rta_notify_options;
 
 typedef enum {
@@ -50,32 +51,32 @@ typedef enum {
 
 typedef struct rta_notify_request {
     rta_channel channel;
-    const char *delivery_id;       /* webhook-id; Message-ID is derived from it */
-    const char *target;            /* URL, address, device token */
-    int attempt;                   /* 1-based */
-    int64_t timestamp_s;           /* webhook-timestamp; email Date */
+    const char *delivery_id; /* webhook-id; Message-ID is derived from it */
+    const char *target;      /* URL, address, device token */
+    int attempt;             /* 1-based */
+    int64_t timestamp_s;     /* webhook-timestamp; email Date */
     /* webhook */
-    const char *body_json;         /* the POST body */
-    const char *secret;            /* "whsec_<base64>" */
+    const char *body_json; /* the POST body */
+    const char *secret;    /* "whsec_<base64>" */
     /* email and push */
     const char *subject;
     const char *text;
 } rta_notify_request;
 
 typedef enum {
-    RTA_NOTIFY_OK = 0,             /* 2xx / 250 / FCM name */
-    RTA_NOTIFY_RETRY,              /* timeouts, connection errors, 429, 5xx, SMTP 4xx */
-    RTA_NOTIFY_PERMANENT,          /* other 4xx, SMTP 5xx, refused target: dead, no retry */
-    RTA_NOTIFY_DISABLE_TARGET,     /* webhook 410, FCM UNREGISTERED / INVALID_ARGUMENT token */
-    RTA_NOTIFY_BREAKER_OPEN,       /* not attempted: the host's breaker is open (retry later) */
+    RTA_NOTIFY_OK = 0,         /* 2xx / 250 / FCM name */
+    RTA_NOTIFY_RETRY,          /* timeouts, connection errors, 429, 5xx, SMTP 4xx */
+    RTA_NOTIFY_PERMANENT,      /* other 4xx, SMTP 5xx, refused target: dead, no retry */
+    RTA_NOTIFY_DISABLE_TARGET, /* webhook 410, FCM UNREGISTERED / INVALID_ARGUMENT token */
+    RTA_NOTIFY_BREAKER_OPEN,   /* not attempted: the host's breaker is open (retry later) */
 } rta_notify_outcome;
 
 typedef struct rta_notify_result {
     rta_notify_outcome outcome;
-    int status_code;               /* HTTP or SMTP code, 0 when none */
-    int64_t retry_after_ms;        /* from Retry-After, -1 when absent */
+    int status_code;        /* HTTP or SMTP code, 0 when none */
+    int64_t retry_after_ms; /* from Retry-After, -1 when absent */
     int64_t latency_ms;
-    char error[256];               /* "" on success */
+    char error[256]; /* "" on success */
 } rta_notify_result;
 
 typedef void (*rta_notify_cb)(void *ud, const rta_notify_result *r);

@@ -70,8 +70,8 @@ json_t *rta_query_exec_ctx(const rta_query *q, const rta_state *st, rta_query_ct
  * JSON_COMPACT | JSON_PRESERVE_ORDER), byte for byte, appended to out without building jansson
  * objects (rows are written once and reused from the context while unchanged). Returns 0, or
  * -1 when out hit its maximum (out then holds a partial text). */
-int rta_query_exec_text(const rta_query *q, const rta_state *st, rta_query_ctx *ctx,
-                        int64_t now_ms, rta_dbuf *out);
+int rta_query_exec_text(const rta_query *q, const rta_state *st, rta_query_ctx *ctx, int64_t now_ms,
+                        rta_dbuf *out);
 
 /* ---- result cache: canonical query + data version -> encoded body ---- */
 typedef struct rta_query_cache rta_query_cache;

@@ -34,18 +34,18 @@
 typedef struct rta_rt rta_rt;
 
 typedef struct rta_rt_options {
-    size_t max_subscriptions;      /* per connection (default 100) */
-    size_t max_queued_bytes;       /* per connection backlog cap (default 1 MiB) */
-    int slow_consumer_drop;        /* 0 = disconnect (default), 1 = drop + lagged notice */
-    const char *threshold_min_tier;/* lowest tier allowed threshold feeds (default "pro") */
-    uint64_t recovery_window_ms;   /* how long a Socket.IO session can be recovered (120000) */
-    size_t recovery_max_sessions;  /* saved sessions kept (default 10000) */
-    size_t replay_max_events;      /* most events replayed on one recovery (default 10000) */
-    uint64_t ws_idle_timeout_ms;   /* plain WS: close when silent this long (default 120000) */
-    uint64_t ping_interval_ms;     /* Engine.IO (default 25000) */
-    uint64_t ping_timeout_ms;      /* Engine.IO (default 20000) */
-    int permessage_deflate;        /* plain WS: accept permessage-deflate offers (default 0) */
-    const rta_tier *tiers;         /* RTA_TIER_COUNT entries, borrowed for the hub's life */
+    size_t max_subscriptions;       /* per connection (default 100) */
+    size_t max_queued_bytes;        /* per connection backlog cap (default 1 MiB) */
+    int slow_consumer_drop;         /* 0 = disconnect (default), 1 = drop + lagged notice */
+    const char *threshold_min_tier; /* lowest tier allowed threshold feeds (default "pro") */
+    uint64_t recovery_window_ms;    /* how long a Socket.IO session can be recovered (120000) */
+    size_t recovery_max_sessions;   /* saved sessions kept (default 10000) */
+    size_t replay_max_events;       /* most events replayed on one recovery (default 10000) */
+    uint64_t ws_idle_timeout_ms;    /* plain WS: close when silent this long (default 120000) */
+    uint64_t ping_interval_ms;      /* Engine.IO (default 25000) */
+    uint64_t ping_timeout_ms;       /* Engine.IO (default 20000) */
+    int permessage_deflate;         /* plain WS: accept permessage-deflate offers (default 0) */
+    const rta_tier *tiers;          /* RTA_TIER_COUNT entries, borrowed for the hub's life */
 } rta_rt_options;
 
 void rta_rt_options_default(rta_rt_options *o);

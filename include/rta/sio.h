@@ -51,7 +51,7 @@ enum {
     RTA_SIO_ERR_ARG = -12,        /* invalid argument to an encoder */
 };
 
-#define RTA_SIO_NSP_MAX 128             /* longest namespace accepted, in bytes */
+#define RTA_SIO_NSP_MAX 128                   /* longest namespace accepted, in bytes */
 #define RTA_SIO_ACK_ID_MAX 9007199254740991LL /* 2^53-1: the largest id JS handles exactly */
 
 typedef struct {

@@ -48,16 +48,16 @@ typedef struct rta_sio_options {
 
 /* What the client sent when opening the Engine.IO session. */
 typedef struct rta_sio_handshake {
-    const char *query;           /* raw query string of the first request */
-    const char *authorization;   /* Authorization header or NULL */
+    const char *query;         /* raw query string of the first request */
+    const char *authorization; /* Authorization header or NULL */
     const char *remote_ip;
-    const char *user_agent;      /* or NULL */
-    const char *transport;       /* "polling" | "websocket" (current) */
+    const char *user_agent; /* or NULL */
+    const char *transport;  /* "polling" | "websocket" (current) */
 } rta_sio_handshake;
 
 enum {
     RTA_SIO_ACCEPT = 0,
-    RTA_SIO_REJECT = 1,          /* CONNECT_ERROR with *err_data */
+    RTA_SIO_REJECT = 1, /* CONNECT_ERROR with *err_data */
 };
 
 typedef struct rta_sio_namespace_handler {
@@ -69,8 +69,7 @@ typedef struct rta_sio_namespace_handler {
     /* Called right after the CONNECT answer was queued (replay missed events here). */
     void (*on_connected)(void *ud, rta_sio_socket *s);
     /* An EVENT. args: the array after the event name (borrowed). ack_id < 0 when none. */
-    void (*on_event)(void *ud, rta_sio_socket *s, const char *event, json_t *args,
-                     int64_t ack_id);
+    void (*on_event)(void *ud, rta_sio_socket *s, const char *event, json_t *args, int64_t ack_id);
     /* The socket left: reason as in Socket.IO ("client namespace disconnect", "transport
      * close", "ping timeout", "server namespace disconnect", "server shutting down", ...). The
      * socket is freed after return. */

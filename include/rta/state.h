@@ -28,27 +28,27 @@ typedef struct rta_pair {
     rta_protocol *protocol;
     rta_chain *chain;
     double tvl;
-    int64_t data_ts_ms;  /* timestamp of the current value */
-    int64_t updated_ms;  /* wall clock when it last changed */
+    int64_t data_ts_ms; /* timestamp of the current value */
+    int64_t updated_ms; /* wall clock when it last changed */
     rta_history hist;
-    uint32_t index;      /* position in rta_state.pairs */
+    uint32_t index; /* position in rta_state.pairs */
 } rta_pair;
 
 struct rta_protocol {
     char *slug;
-    char *name;          /* display name; slug when never given */
-    char *category;      /* "" when never given */
-    rta_pair **pairs;    /* this protocol's chains */
+    char *name;       /* display name; slug when never given */
+    char *category;   /* "" when never given */
+    rta_pair **pairs; /* this protocol's chains */
     size_t npairs, cap_pairs;
-    double total_tvl;    /* sum over pairs */
+    double total_tvl; /* sum over pairs */
     int64_t updated_ms;
     rta_history total_hist;
-    uint32_t index;      /* position in rta_state.protocols */
+    uint32_t index; /* position in rta_state.protocols */
 };
 
 typedef struct rta_token {
-    char *id;            /* "coingecko:ethereum", "ethereum:0xabc..." */
-    char *symbol;        /* "" when never given */
+    char *id;     /* "coingecko:ethereum", "ethereum:0xabc..." */
+    char *symbol; /* "" when never given */
     double price;
     double confidence;
     int64_t data_ts_ms;
@@ -57,17 +57,22 @@ typedef struct rta_token {
 } rta_token;
 
 typedef struct rta_state_options {
-    double min_change; /* emit a change event only when |change| >= this (fraction); 0 = every change */
+    double min_change; /* emit a change event only when |change| >= this (fraction); 0 = every
+                          change */
 } rta_state_options;
 
 typedef struct rta_state {
     rta_state_options opts;
-    rta_protocol **protocols; size_t nprotocols, cap_protocols;
-    rta_pair **pairs;         size_t npairs, cap_pairs;
-    rta_chain **chains;       size_t nchains, cap_chains;
-    rta_token **tokens;       size_t ntokens, cap_tokens;
-    uint64_t version;         /* bumped by every applied change: the query cache key */
-    void *index;              /* private hash indexes */
+    rta_protocol **protocols;
+    size_t nprotocols, cap_protocols;
+    rta_pair **pairs;
+    size_t npairs, cap_pairs;
+    rta_chain **chains;
+    size_t nchains, cap_chains;
+    rta_token **tokens;
+    size_t ntokens, cap_tokens;
+    uint64_t version; /* bumped by every applied change: the query cache key */
+    void *index;      /* private hash indexes */
     /* Journal of touched pairs, for incremental readers (the query engine's context): the
      * rta_pair.index of every pair whose value, timestamps, history or protocol metadata
      * changed (new pairs included), oldest first, in a ring of RTA_STATE_JOURNAL entries.
@@ -94,9 +99,9 @@ typedef struct rta_price_update {
     const char *token;
     double price;
     int64_t ts_ms;
-    double confidence;    /* used when has_confidence, else 1.0 for new tokens / unchanged */
+    double confidence; /* used when has_confidence, else 1.0 for new tokens / unchanged */
     int has_confidence;
-    const char *symbol;   /* NULL = unchanged */
+    const char *symbol; /* NULL = unchanged */
 } rta_price_update;
 
 /* What applying one update did. */
@@ -117,9 +122,8 @@ void rta_state_free(rta_state *st);
 rta_apply_result rta_state_apply_tvl(rta_state *st, const rta_tvl_update *u, const char *source,
                                      rta_event **out, size_t max_out, size_t *nout);
 /* Same for prices: price_change (first price of a token: no event). */
-rta_apply_result rta_state_apply_price(rta_state *st, const rta_price_update *u,
-                                       const char *source, rta_event **out, size_t max_out,
-                                       size_t *nout);
+rta_apply_result rta_state_apply_price(rta_state *st, const rta_price_update *u, const char *source,
+                                       rta_event **out, size_t max_out, size_t *nout);
 
 /* Restore path (startup): sets value and history without producing events or bumping version
  * semantics beyond the value itself. Points must come in timestamp order per series. */

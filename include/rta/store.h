@@ -22,37 +22,37 @@
 #include <uv.h>
 
 typedef struct rta_key_record {
-    char *id;              /* public part, e.g. "k_3f9a1c2b7d4e5f60" */
+    char *id; /* public part, e.g. "k_3f9a1c2b7d4e5f60" */
     char *user_id;
-    char *tier;            /* "free" | "pro" | "enterprise" */
-    char *role;            /* "user" | "admin" | "ingest" ... */
-    char *label;           /* may be NULL */
+    char *tier;                    /* "free" | "pro" | "enterprise" */
+    char *role;                    /* "user" | "admin" | "ingest" ... */
+    char *label;                   /* may be NULL */
     unsigned char secret_hash[32]; /* SHA-256 of the secret part */
     int64_t created_ms;
-    int64_t revoked_ms;    /* 0 = active */
+    int64_t revoked_ms; /* 0 = active */
 } rta_key_record;
 void rta_key_record_free_fields(rta_key_record *k);
 
 typedef struct rta_audit_entry {
-    int64_t id;            /* assigned by the store */
+    int64_t id; /* assigned by the store */
     int64_t time_ms;
-    char *actor;           /* key id, "system", "cli" */
-    char *action;          /* "key.create", "key.revoke", "ingest.batch", "config.reload", ... */
-    char *target;          /* may be NULL */
-    char *request_id;      /* may be NULL */
-    char *source_ip;       /* may be NULL */
-    json_t *details;       /* object or NULL; owned */
+    char *actor;      /* key id, "system", "cli" */
+    char *action;     /* "key.create", "key.revoke", "ingest.batch", "config.reload", ... */
+    char *target;     /* may be NULL */
+    char *request_id; /* may be NULL */
+    char *source_ip;  /* may be NULL */
+    json_t *details;  /* object or NULL; owned */
 } rta_audit_entry;
 void rta_audit_entry_free_fields(rta_audit_entry *e);
 
 typedef struct rta_audit_filter {
-    const char *actor;     /* NULL = any */
-    const char *action;    /* exact, or prefix when it ends with '*' ("key.*") */
+    const char *actor;  /* NULL = any */
+    const char *action; /* exact, or prefix when it ends with '*' ("key.*") */
     const char *target;
-    int64_t since_ms;      /* 0 = no bound */
-    int64_t until_ms;      /* 0 = no bound */
-    int64_t before_id;     /* cursor: only ids < this; 0 = from the newest */
-    int limit;             /* 1..1000 */
+    int64_t since_ms;  /* 0 = no bound */
+    int64_t until_ms;  /* 0 = no bound */
+    int64_t before_id; /* cursor: only ids < this; 0 = from the newest */
+    int limit;         /* 1..1000 */
 } rta_audit_filter;
 
 /* One persisted value: kind 0 = TVL of (key1 = protocol, key2 = chain), kind 1 = price of
@@ -78,60 +78,60 @@ typedef struct rta_token_meta {
 
 /* One firing or resolution of a rule for one series. */
 typedef struct rta_trigger_record {
-    char *id;              /* UUIDv7 */
+    char *id; /* UUIDv7 */
     char *rule_id;
     char *user_id;
-    char *series;          /* "tvl:uniswap-v3:ethereum", "price:coingecko:ethereum" */
-    char *state;           /* "firing" | "resolved" */
+    char *series; /* "tvl:uniswap-v3:ethereum", "price:coingecko:ethereum" */
+    char *state;  /* "firing" | "resolved" */
     double value;
     char *event_id;
     int64_t event_offset;
     int64_t at_ms;
-    char *payload;         /* JSON text: the event and rule summary */
+    char *payload; /* JSON text: the event and rule summary */
 } rta_trigger_record;
 void rta_trigger_record_free_fields(rta_trigger_record *t);
 
 /* One notification to one target; keeps its id across retries. */
 typedef struct rta_delivery_record {
-    char *id;              /* UUIDv7: webhook-id, Message-ID seed */
+    char *id; /* UUIDv7: webhook-id, Message-ID seed */
     char *trigger_id;
     char *rule_id;
     char *user_id;
-    char *channel;         /* "email" | "webhook" | "push" */
+    char *channel; /* "email" | "webhook" | "push" */
     char *target;
-    char *status;          /* "pending" | "delivered" | "dead" | "suppressed" | "disabled" */
+    char *status; /* "pending" | "delivered" | "dead" | "suppressed" | "disabled" */
     int attempts;
     int64_t next_attempt_ms;
     int64_t lease_until_ms; /* 0 = not leased */
     int64_t created_ms;
     int64_t updated_ms;
-    int64_t delivered_ms;  /* 0 until delivered */
-    int last_status_code;  /* HTTP or SMTP code of the last attempt, 0 = none */
-    char *last_error;      /* may be NULL */
-    char *note;            /* why suppressed ("quiet hours", "channel disabled"), may be NULL */
-    char *payload;         /* JSON text: everything the sender needs (subject, body, secret...) */
+    int64_t delivered_ms; /* 0 until delivered */
+    int last_status_code; /* HTTP or SMTP code of the last attempt, 0 = none */
+    char *last_error;     /* may be NULL */
+    char *note;           /* why suppressed ("quiet hours", "channel disabled"), may be NULL */
+    char *payload;        /* JSON text: everything the sender needs (subject, body, secret...) */
 } rta_delivery_record;
 void rta_delivery_record_free_fields(rta_delivery_record *d);
 
 typedef struct rta_attempt_record {
     char *delivery_id;
-    int attempt;           /* 1-based */
+    int attempt; /* 1-based */
     int64_t at_ms;
     int64_t latency_ms;
-    int status_code;       /* 0 = no answer */
-    char *outcome;         /* "success" | "retry" | "dead" | "disabled" */
-    char *error;           /* may be NULL */
+    int status_code; /* 0 = no answer */
+    char *outcome;   /* "success" | "retry" | "dead" | "disabled" */
+    char *error;     /* may be NULL */
 } rta_attempt_record;
 void rta_attempt_record_free_fields(rta_attempt_record *a);
 
 typedef struct rta_delivery_filter {
-    const char *user_id;   /* NULL = any (admin) */
+    const char *user_id; /* NULL = any (admin) */
     const char *rule_id;
     const char *channel;
     const char *status;
     int64_t since_ms, until_ms; /* 0 = no bound (on created_ms) */
-    const char *before_id; /* cursor: deliveries created before this one; NULL = newest */
-    int limit;             /* 1..1000 */
+    const char *before_id;      /* cursor: deliveries created before this one; NULL = newest */
+    int limit;                  /* 1..1000 */
 } rta_delivery_filter;
 
 typedef int (*rta_rule_cb)(void *ud, const char *rule_id, const char *user_id,
@@ -139,7 +139,7 @@ typedef int (*rta_rule_cb)(void *ud, const char *rule_id, const char *user_id,
 typedef int (*rta_rule_state_cb)(void *ud, const char *rule_id, const char *series, int firing,
                                  int64_t last_notified_ms);
 
-typedef int (*rta_point_cb)(void *ud, const rta_point *p);            /* non-zero stops */
+typedef int (*rta_point_cb)(void *ud, const rta_point *p); /* non-zero stops */
 typedef int (*rta_protocol_meta_cb)(void *ud, const rta_protocol_meta *m);
 typedef int (*rta_token_meta_cb)(void *ud, const rta_token_meta *m);
 
@@ -148,7 +148,7 @@ typedef struct rta_store_ops {
     /* target: a file path (sqlite) or a connection string (postgres). *err: malloc'd text. */
     int (*open)(const char *target, void **db, char **err);
     void (*close)(void *db);
-    int (*migrate)(void *db, char **err);   /* idempotent, versioned */
+    int (*migrate)(void *db, char **err); /* idempotent, versioned */
     int (*ping)(void *db);
     int (*begin)(void *db);
     int (*commit)(void *db);
@@ -198,8 +198,7 @@ typedef struct rta_store_ops {
     int (*deliveries_query)(void *db, const rta_delivery_filter *f, rta_delivery_record **out,
                             size_t *n);
     int (*delivery_get)(void *db, const char *id, rta_delivery_record *out); /* 1 = absent */
-    int (*attempts_query)(void *db, const char *delivery_id, rta_attempt_record **out,
-                          size_t *n);
+    int (*attempts_query)(void *db, const char *delivery_id, rta_attempt_record **out, size_t *n);
     /* dead -> pending now (attempt count kept). 0, 1 = absent, 2 = not dead. */
     int (*delivery_requeue)(void *db, const char *id, int64_t now_ms);
     /* Every delivery of a trigger (history view). */
@@ -223,10 +222,10 @@ typedef struct rta_store_job {
     /* Runs on the loop thread after work; owns the job (free it here). May be NULL. */
     void (*done)(struct rta_store_job *job);
     int status;
-    uint64_t queued_ns;    /* set by submit (monotonic ns); when work starts the store thread
-                              turns it into the time the job waited in the queue */
-    uint64_t work_ns;      /* time spent in work */
-    const char *op;        /* label for metrics, e.g. "key_insert" */
+    uint64_t queued_ns; /* set by submit (monotonic ns); when work starts the store thread
+                           turns it into the time the job waited in the queue */
+    uint64_t work_ns;   /* time spent in work */
+    const char *op;     /* label for metrics, e.g. "key_insert" */
     struct rta_store_job *next;
 } rta_store_job;
 

@@ -50,8 +50,8 @@ typedef const char *(*rta_ws_header_fn)(void *ud, const char *name, size_t *len)
  * (order: method, version, Host, Upgrade, Connection, Sec-WebSocket-Version,
  * Sec-WebSocket-Key) and leaves accept unspecified. Does not look at extensions.
  */
-int rta_ws_handshake_check(const char *method, int http_major, int http_minor,
-                           rta_ws_header_fn get, void *ud, char accept[RTA_WS_ACCEPT_LEN + 1]);
+int rta_ws_handshake_check(const char *method, int http_major, int http_minor, rta_ws_header_fn get,
+                           void *ud, char accept[RTA_WS_ACCEPT_LEN + 1]);
 
 /* Computes Sec-WebSocket-Accept for a key (exactly the bytes given, no trimming):
  * base64(SHA-1(key + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11")). 0, or -1 if SHA-1 fails. */
@@ -105,7 +105,6 @@ void rta_ws_deflate_config_default(rta_ws_deflate_config *cfg);
  *   RTA_WS_ERR_EXTENSIONS when the header does not follow the RFC 7230 list syntax.
  */
 int rta_ws_deflate_negotiate(const char *value, size_t len, const rta_ws_deflate_config *cfg,
-                             rta_ws_deflate_params *params,
-                             char response[RTA_WS_EXT_RESPONSE_MAX]);
+                             rta_ws_deflate_params *params, char response[RTA_WS_EXT_RESPONSE_MAX]);
 
 #endif

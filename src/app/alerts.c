@@ -212,9 +212,9 @@ static void batch_done(rta_store_job *job)
         rta_counter_add(rta_metrics_counter(app->m_store_errors, "op=\"trigger\""),
                         (double)b->ntrigs);
         for (size_t i = 0; i < b->ntrigs; i++)
-            rta_log(RTA_LOG_ERROR, "alert trigger could not be stored", "{s:s,s:s,s:s}",
-                    "rule_id", b->trigs[i]->trig.rule_id, "event_id", b->trigs[i]->trig.event_id,
-                    "trigger_id", b->trigs[i]->trig.id);
+            rta_log(RTA_LOG_ERROR, "alert trigger could not be stored", "{s:s,s:s,s:s}", "rule_id",
+                    b->trigs[i]->trig.rule_id, "event_id", b->trigs[i]->trig.event_id, "trigger_id",
+                    b->trigs[i]->trig.id);
     }
     if (b->attempt_errors)
         rta_counter_add(rta_metrics_counter(app->m_store_errors, "op=\"attempt\""),
@@ -247,8 +247,8 @@ static void batch_flush(rta_app *app)
     b->job.op = "outbox_write";
     if (rta_store_submit_critical(app->store, &b->job) != 0) {
         rta_counter_inc(rta_metrics_counter(app->m_store_errors, "op=\"outbox_queue_full\""));
-        rta_log(RTA_LOG_ERROR, "outbox batch dropped: store queue full", "{s:I,s:I}",
-                "triggers", (json_int_t)b->ntrigs, "attempts", (json_int_t)b->natts);
+        rta_log(RTA_LOG_ERROR, "outbox batch dropped: store queue full", "{s:I,s:I}", "triggers",
+                (json_int_t)b->ntrigs, "attempts", (json_int_t)b->natts);
         b->job.status = -1;
         batch_done(&b->job);
     }
@@ -334,10 +334,10 @@ static void on_trigger(void *ud, const rta_alert_trigger *t)
     rta_uuid_v7(tid);
     json_t *event_json = rta_event_to_json(e);
     json_t *rule_json = json_pack("{s:s,s:s}", "id", r->id, "name", r->name);
-    json_t *payload = json_pack("{s:O,s:O,s:s,s:s,s:o,s:o}", "rule", rule_json, "event",
-                                event_json, "series", t->series, "state", state, "value",
-                                rta_json_number_or_null(t->value), "previous",
-                                rta_json_number_or_null(t->previous));
+    json_t *payload =
+        json_pack("{s:O,s:O,s:s,s:s,s:o,s:o}", "rule", rule_json, "event", event_json, "series",
+                  t->series, "state", state, "value", rta_json_number_or_null(t->value), "previous",
+                  rta_json_number_or_null(t->previous));
     tj->trig = (rta_trigger_record){
         .id = rta_strdup(tid),
         .rule_id = rta_strdup(r->id),
@@ -373,16 +373,15 @@ static void on_trigger(void *ud, const rta_alert_trigger *t)
         rta_alert_template_render(tmpl, vars, &subject, &text);
         char ts[40];
         rta_time_iso8601(now, ts, sizeof ts);
-        json_t *hook = json_pack("{s:s,s:s,s:{s:O,s:O,s:s,s:s,s:o,s:o,s:s,s:s}}", "type",
-                                 t->resolved ? "alert.resolved" : "alert.firing", "timestamp", ts,
-                                 "data", "rule", rule_json, "event", event_json, "series",
-                                 t->series, "state", state, "value",
-                                 rta_json_number_or_null(t->value), "previous",
-                                 rta_json_number_or_null(t->previous), "triggerId", tid,
-                                 "deliveryId", did);
+        json_t *hook =
+            json_pack("{s:s,s:s,s:{s:O,s:O,s:s,s:s,s:o,s:o,s:s,s:s}}", "type",
+                      t->resolved ? "alert.resolved" : "alert.firing", "timestamp", ts, "data",
+                      "rule", rule_json, "event", event_json, "series", t->series, "state", state,
+                      "value", rta_json_number_or_null(t->value), "previous",
+                      rta_json_number_or_null(t->previous), "triggerId", tid, "deliveryId", did);
         char *hook_text = json_dumps(hook, JSON_COMPACT);
-        json_t *dp = json_pack("{s:s,s:s,s:s,s:s?}", "subject", subject, "text", text,
-                               "body_json", hook_text, "secret", a->secret);
+        json_t *dp = json_pack("{s:s,s:s,s:s,s:s?}", "subject", subject, "text", text, "body_json",
+                               hook_text, "secret", a->secret);
         const char *status = "pending";
         char note[160] = "";
         int64_t next = now;
@@ -436,10 +435,10 @@ static void on_trigger(void *ud, const rta_alert_trigger *t)
             "offset", (json_int_t)t->event_offset, "deliveries", (json_int_t)tj->ndels);
 
     /* the owner's live sockets hear about it at once */
-    json_t *live = json_pack("{s:s,s:s,s:s,s:s,s:o,s:s,s:I}", "ruleId", r->id, "name", r->name,
-                             "state", state, "series", t->series, "value",
-                             rta_json_number_or_null(t->value), "eventId", t->event_id,
-                             "offset", (json_int_t)t->event_offset);
+    json_t *live =
+        json_pack("{s:s,s:s,s:s,s:s,s:o,s:s,s:I}", "ruleId", r->id, "name", r->name, "state", state,
+                  "series", t->series, "value", rta_json_number_or_null(t->value), "eventId",
+                  t->event_id, "offset", (json_int_t)t->event_offset);
     rta_rt_notify_user(app->rt, r->user_id, "alert", live);
     json_decref(live);
 
@@ -525,8 +524,8 @@ static void disable_target(rta_app *app, const char *channel, const char *target
     save_disabled_targets(app);
     rta_store_audit(app->store, "system", "alert.target_disabled", target, NULL, NULL,
                     json_pack("{s:s}", "channel", channel));
-    rta_log(RTA_LOG_WARN, "notification target disabled", "{s:s,s:s}", "channel", channel,
-            "target", target);
+    rta_log(RTA_LOG_WARN, "notification target disabled", "{s:s,s:s}", "channel", channel, "target",
+            target);
 }
 
 /* ---------- the outbox worker ---------- */
@@ -776,7 +775,8 @@ int rta_alerts_init(rta_app *app)
         json_t *arr = json_loads(disabled, 0, NULL);
         size_t i;
         json_t *v;
-        json_array_foreach(arr, i, v) if (json_is_string(v)) add_disabled(app, json_string_value(v));
+        json_array_foreach(arr, i, v) if (json_is_string(v))
+            add_disabled(app, json_string_value(v));
         json_decref(arr);
     }
     free(disabled);
@@ -804,12 +804,12 @@ int rta_alerts_init(rta_app *app)
         rta_metrics_counter_family("rta_alert_evaluations_total", "Rule evaluations"), "");
     app->m_triggers = rta_metrics_counter_family("rta_alert_triggers_total",
                                                  "Rule firings and resolutions, by state");
-    app->m_notifications = rta_metrics_counter_family(
-        "rta_alert_notifications_total", "Delivery outcomes, by channel and status");
+    app->m_notifications = rta_metrics_counter_family("rta_alert_notifications_total",
+                                                      "Delivery outcomes, by channel and status");
     app->m_retries = rta_metrics_counter_family("rta_alert_retries_total",
                                                 "Delivery attempts that will be retried");
-    app->m_dead = rta_metrics_counter_family("rta_alert_dead_letters_total",
-                                             "Deliveries that gave up");
+    app->m_dead =
+        rta_metrics_counter_family("rta_alert_dead_letters_total", "Deliveries that gave up");
     app->m_delivery_latency = rta_metrics_histogram_family(
         "rta_alert_delivery_seconds", "Trigger to successful delivery, by channel", NULL, 0);
     uv_timer_init(app->loop, &app->outbox_timer);

@@ -25,9 +25,9 @@ static json_t *iso_or_null(int64_t ms)
 static json_t *key_json(const rta_key_record *k)
 {
     return json_pack("{s:s,s:s,s:s,s:s,s:o,s:o,s:o}", "id", k->id, "user", k->user_id, "tier",
-                     k->tier, "role", k->role, "label", k->label ? json_string(k->label) : json_null(),
-                     "createdAt", iso_or_null(k->created_ms), "revokedAt",
-                     iso_or_null(k->revoked_ms));
+                     k->tier, "role", k->role, "label",
+                     k->label ? json_string(k->label) : json_null(), "createdAt",
+                     iso_or_null(k->created_ms), "revokedAt", iso_or_null(k->revoked_ms));
 }
 
 /* ---- create ---- */
@@ -92,8 +92,8 @@ static int valid_user(const char *s)
 
 static void add_error(json_t *errors, const char *path, const char *rule, const char *message)
 {
-    json_array_append_new(errors, json_pack("{s:s,s:s,s:s}", "path", path, "rule", rule,
-                                            "message", message));
+    json_array_append_new(
+        errors, json_pack("{s:s,s:s,s:s}", "path", path, "rule", rule, "message", message));
 }
 
 void api_keys_create(rta_app *app, rta_http_req *req)
@@ -220,9 +220,9 @@ static void revoke_done(rta_store_job *job)
         rta_app_audit(app, rj->req, "key.revoke", rj->id, NULL);
         rta_log(RTA_LOG_INFO, "key revoked", "{s:s,s:s}", "request_id", rj->req->request_id,
                 "key_id", rj->id);
-        rta_http_send_json(rj->req, 200,
-                           json_pack("{s:s,s:o}", "id", rj->id, "revokedAt",
-                                     iso_or_null(rj->when_ms)));
+        rta_http_send_json(
+            rj->req, 200,
+            json_pack("{s:s,s:o}", "id", rj->id, "revokedAt", iso_or_null(rj->when_ms)));
     }
     free(rj);
 }
@@ -277,13 +277,13 @@ static void audit_done(rta_store_job *job)
         for (size_t i = 0; i < aj->n; i++) {
             rta_audit_entry *e = &aj->entries[i];
             json_array_append_new(
-                data, json_pack("{s:I,s:o,s:s,s:s,s:o,s:o,s:o,s:O?}", "id", (json_int_t)e->id,
-                                "time", iso_or_null(e->time_ms), "actor", e->actor, "action",
-                                e->action, "target",
-                                e->target ? json_string(e->target) : json_null(), "requestId",
-                                e->request_id ? json_string(e->request_id) : json_null(),
-                                "sourceIp", e->source_ip ? json_string(e->source_ip) : json_null(),
-                                "details", e->details));
+                data,
+                json_pack("{s:I,s:o,s:s,s:s,s:o,s:o,s:o,s:O?}", "id", (json_int_t)e->id, "time",
+                          iso_or_null(e->time_ms), "actor", e->actor, "action", e->action, "target",
+                          e->target ? json_string(e->target) : json_null(), "requestId",
+                          e->request_id ? json_string(e->request_id) : json_null(), "sourceIp",
+                          e->source_ip ? json_string(e->source_ip) : json_null(), "details",
+                          e->details));
         }
         json_t *next = json_null();
         if (aj->n > 0 && (int)aj->n == aj->f.limit) {

@@ -54,10 +54,10 @@ typedef struct rule_job {
     rta_app *app;
     rta_http_req *req;
     rta_alert_rule *rule;
-    char *body;        /* storage JSON */
-    int status_code;   /* 201 create, 200 update */
+    char *body;      /* storage JSON */
+    int status_code; /* 201 create, 200 update */
     const char *action;
-    char *prefs_text;  /* owner's stored preferences, read in the same job */
+    char *prefs_text; /* owner's stored preferences, read in the same job */
     int need_prefs;
     unsigned new_secrets; /* bit i: action i is a webhook target new to this rule (show its
                              secret once) */
@@ -86,12 +86,12 @@ static void rule_done(rta_store_job *job)
                 rta_alerts_prefs_set(app, rj->rule->user_id, p);
         }
         rta_alert_engine_put(app->alerts, rj->rule);
-        rta_app_audit(app, rj->req, rj->action, rj->rule->id,
-                      json_pack("{s:s,s:b}", "name", rj->rule->name, "active",
-                                rj->rule->is_active));
+        rta_app_audit(
+            app, rj->req, rj->action, rj->rule->id,
+            json_pack("{s:s,s:b}", "name", rj->rule->name, "active", rj->rule->is_active));
         rta_log(RTA_LOG_INFO, "alert rule saved", "{s:s,s:s,s:s,s:s}", "request_id",
-                rj->req->request_id, "rule_id", rj->rule->id, "user", rj->rule->user_id,
-                "action", rj->action);
+                rj->req->request_id, "rule_id", rj->rule->id, "user", rj->rule->user_id, "action",
+                rj->action);
         /* webhook secrets are shown once: at creation, and for a target an update adds */
         json_t *out = rta_alert_rule_to_json(rj->rule, rj->status_code == 201);
         json_t *acts = json_object_get(out, "actions");
@@ -218,8 +218,8 @@ static int uint_param(rta_http_req *req, const char *name, long lo, long hi, lon
         char path[64], msg[96];
         snprintf(path, sizeof path, "query.%s", name);
         snprintf(msg, sizeof msg, "expected an integer in [%ld, %ld]", lo, hi);
-        rta_app_validation_error(req, json_pack("[{s:s,s:s,s:s}]", "path", path, "rule", "range",
-                                                "message", msg));
+        rta_app_validation_error(
+            req, json_pack("[{s:s,s:s,s:s}]", "path", path, "rule", "range", "message", msg));
         return -1;
     }
     *out = v;
@@ -229,7 +229,8 @@ static int uint_param(rta_http_req *req, const char *name, long lo, long hi, lon
 void api_rules_list(rta_app *app, rta_http_req *req)
 {
     long limit, offset;
-    if (uint_param(req, "limit", 1, 1000, 100, &limit) || uint_param(req, "offset", 0, 1000000, 0, &offset))
+    if (uint_param(req, "limit", 1, 1000, 100, &limit) ||
+        uint_param(req, "offset", 0, 1000000, 0, &offset))
         return;
     char active[16], user[160];
     list_ctx lc = {.user = user_of(req), .active_filter = -1};
@@ -238,8 +239,7 @@ void api_rules_list(rta_app *app, rta_http_req *req)
     if (rta_http_query_param(req, "active", active, sizeof active)) {
         if (strcmp(active, "true") != 0 && strcmp(active, "false") != 0) {
             rta_app_validation_error(req, json_pack("[{s:s,s:s,s:s}]", "path", "query.active",
-                                                    "rule", "enum", "message",
-                                                    "true or false"));
+                                                    "rule", "enum", "message", "true or false"));
             return;
         }
         lc.active_filter = strcmp(active, "true") == 0;
@@ -366,16 +366,15 @@ static json_t *attempt_json(const rta_attempt_record *a)
 
 static json_t *delivery_json(const rta_delivery_record *d)
 {
-    return json_pack("{s:s,s:s,s:s,s:s,s:s,s:s,s:i,s:o,s:o,s:o,s:o,s:o,s:o,s:o}", "id", d->id,
-                     "triggerId", d->trigger_id, "ruleId", d->rule_id, "channel", d->channel,
-                     "target", d->target, "status", d->status, "attempts", d->attempts,
-                     "nextAttemptAt",
-                     strcmp(d->status, "pending") == 0 ? iso(d->next_attempt_ms) : json_null(),
-                     "createdAt", iso(d->created_ms), "updatedAt", iso(d->updated_ms),
-                     "deliveredAt", iso(d->delivered_ms), "lastStatusCode",
-                     d->last_status_code ? json_integer(d->last_status_code) : json_null(),
-                     "lastError", d->last_error ? json_string(d->last_error) : json_null(),
-                     "note", d->note ? json_string(d->note) : json_null());
+    return json_pack(
+        "{s:s,s:s,s:s,s:s,s:s,s:s,s:i,s:o,s:o,s:o,s:o,s:o,s:o,s:o}", "id", d->id, "triggerId",
+        d->trigger_id, "ruleId", d->rule_id, "channel", d->channel, "target", d->target, "status",
+        d->status, "attempts", d->attempts, "nextAttemptAt",
+        strcmp(d->status, "pending") == 0 ? iso(d->next_attempt_ms) : json_null(), "createdAt",
+        iso(d->created_ms), "updatedAt", iso(d->updated_ms), "deliveredAt", iso(d->delivered_ms),
+        "lastStatusCode", d->last_status_code ? json_integer(d->last_status_code) : json_null(),
+        "lastError", d->last_error ? json_string(d->last_error) : json_null(), "note",
+        d->note ? json_string(d->note) : json_null());
 }
 
 typedef struct dq_job {
@@ -402,11 +401,11 @@ static void dq_done(rta_store_job *job)
         json_t *data = json_array();
         for (size_t i = 0; i < q->n; i++)
             json_array_append_new(data, delivery_json(&q->out[i]));
-        json_t *next = (int)q->n == q->f.limit && q->n ? json_string(q->out[q->n - 1].id)
-                                                        : json_null();
+        json_t *next =
+            (int)q->n == q->f.limit && q->n ? json_string(q->out[q->n - 1].id) : json_null();
         rta_http_send_json(q->req, 200,
-                           json_pack("{s:o,s:{s:o,s:I}}", "data", data, "meta", "nextCursor",
-                                     next, "returned", (json_int_t)q->n));
+                           json_pack("{s:o,s:{s:o,s:I}}", "data", data, "meta", "nextCursor", next,
+                                     "returned", (json_int_t)q->n));
     }
     for (size_t i = 0; i < q->n; i++)
         rta_delivery_record_free_fields(&q->out[i]);
@@ -469,8 +468,8 @@ void api_deliveries_list(rta_app *app, rta_http_req *req)
     }
     if (!ok) {
         free(q);
-        rta_app_validation_error(req, json_pack("[{s:s,s:s,s:s}]", "path", "query", "rule",
-                                                "enum", "message",
+        rta_app_validation_error(req, json_pack("[{s:s,s:s,s:s}]", "path", "query", "rule", "enum",
+                                                "message",
                                                 "channel: email|webhook|push; status: pending|"
                                                 "delivered|dead|suppressed|disabled"));
         return;
@@ -490,7 +489,7 @@ typedef struct dg_job {
     rta_app *app;
     rta_http_req *req;
     char id[64];
-    char user[160];    /* the caller; deliveries of other users are "not found" */
+    char user[160]; /* the caller; deliveries of other users are "not found" */
     int admin;
     int retry;
     int found, requeue_rc;
@@ -534,8 +533,7 @@ static void dg_done(rta_store_job *job)
         rta_http_send_error(req, 404, "delivery_not_found", "no such delivery",
                             json_pack("{s:s}", "id", g->id));
     } else if (g->retry && g->requeue_rc == 2) {
-        rta_http_send_error(req, 409, "delivery_not_dead",
-                            "only dead deliveries can be replayed",
+        rta_http_send_error(req, 409, "delivery_not_dead", "only dead deliveries can be replayed",
                             json_pack("{s:s,s:s}", "id", g->id, "status", g->d.status));
     } else {
         json_t *o = delivery_json(&g->d);
@@ -608,13 +606,11 @@ static void hist_work(rta_store *s, rta_store_job *job)
     h->out = json_array();
     for (size_t i = 0; i < nt; i++) {
         json_t *payload = t[i].payload ? json_loads(t[i].payload, 0, NULL) : NULL;
-        json_t *tj = json_pack("{s:s,s:s,s:s,s:o,s:s,s:I,s:o,s:o}", "triggerId", t[i].id, "series",
-                               t[i].series, "state", t[i].state, "value",
-                               rta_json_number_or_null(t[i].value), "eventId", t[i].event_id,
-                               "eventOffset", (json_int_t)t[i].event_offset, "at",
-                               iso(t[i].at_ms), "event",
-                               payload ? json_incref(json_object_get(payload, "event"))
-                                       : json_null());
+        json_t *tj = json_pack(
+            "{s:s,s:s,s:s,s:o,s:s,s:I,s:o,s:o}", "triggerId", t[i].id, "series", t[i].series,
+            "state", t[i].state, "value", rta_json_number_or_null(t[i].value), "eventId",
+            t[i].event_id, "eventOffset", (json_int_t)t[i].event_offset, "at", iso(t[i].at_ms),
+            "event", payload ? json_incref(json_object_get(payload, "event")) : json_null());
         json_decref(payload);
         rta_delivery_record *d = NULL;
         size_t nd = 0;
@@ -663,9 +659,8 @@ static void hist_done(rta_store_job *job)
             next = json_string(cur);
         }
         rta_http_send_json(h->req, 200,
-                           json_pack("{s:s,s:o,s:{s:o,s:I}}", "ruleId", h->rule_id, "data",
-                                     h->out, "meta", "nextCursor", next, "returned",
-                                     (json_int_t)n));
+                           json_pack("{s:s,s:o,s:{s:o,s:I}}", "ruleId", h->rule_id, "data", h->out,
+                                     "meta", "nextCursor", next, "returned", (json_int_t)n));
     }
     free(h);
 }
@@ -697,8 +692,8 @@ void api_rule_history(rta_app *app, rta_http_req *req)
 
 static json_t *default_prefs(void)
 {
-    return json_pack("{s:{s:b,s:b,s:b},s:{},s:n}", "channels", "email", 1, "webhook", 1, "push",
-                     1, "defaults", "quietHours");
+    return json_pack("{s:{s:b,s:b,s:b},s:{},s:n}", "channels", "email", 1, "webhook", 1, "push", 1,
+                     "defaults", "quietHours");
 }
 
 void api_prefs_get(rta_app *app, rta_http_req *req)
@@ -711,8 +706,8 @@ void api_prefs_get(rta_app *app, rta_http_req *req)
 
 static void perr(json_t *errors, const char *path, const char *rule, const char *msg)
 {
-    json_array_append_new(errors, json_pack("{s:s,s:s,s:s}", "path", path, "rule", rule,
-                                            "message", msg));
+    json_array_append_new(errors,
+                          json_pack("{s:s,s:s,s:s}", "path", path, "rule", rule, "message", msg));
 }
 
 /* "channels" ({email|webhook|push: bool}) or "defaults" ({email|webhook|push: target}): copies
@@ -756,8 +751,7 @@ static json_t *validate_prefs(json_t *body, json_t *errors)
         char path[96];
         snprintf(path, sizeof path, "$.%.60s", k);
         if (strcmp(k, "channels") == 0 || strcmp(k, "defaults") == 0) {
-            validate_channel_map(v, k, strcmp(k, "channels") == 0, errors,
-                                 json_object_get(out, k));
+            validate_channel_map(v, k, strcmp(k, "channels") == 0, errors, json_object_get(out, k));
         } else if (strcmp(k, "quietHours") == 0) {
             if (json_is_null(v))
                 continue;
@@ -775,8 +769,8 @@ static json_t *validate_prefs(json_t *body, json_t *errors)
                 if (!strcmp(qk, "start") || !strcmp(qk, "end")) {
                     int h, m;
                     const char *t = json_string_value(qv);
-                    if (t == NULL || strlen(t) != 5 || sscanf(t, "%2d:%2d", &h, &m) != 2 ||
-                        h < 0 || h > 23 || m < 0 || m > 59)
+                    if (t == NULL || strlen(t) != 5 || sscanf(t, "%2d:%2d", &h, &m) != 2 || h < 0 ||
+                        h > 23 || m < 0 || m > 59)
                         perr(errors, qp, "time", "a local time HH:MM");
                     else
                         json_object_set(q, qk, qv);

@@ -97,10 +97,11 @@ void api_metrics(rta_app *app, rta_http_req *req)
         g_rules = rta_metrics_gauge_family("rta_alert_rules", "Alert rules, by state");
         g_breaker = rta_metrics_gauge_family(
             "rta_notify_breaker_state", "Circuit breaker per host: 0 closed, 1 open, 2 half-open");
-        g_outbox = rta_metrics_gauge_family("rta_alert_deliveries_in_flight",
-                                            "Deliveries being sent now");
+        g_outbox =
+            rta_metrics_gauge_family("rta_alert_deliveries_in_flight", "Deliveries being sent now");
     }
-    size_t nrules = rta_alert_engine_count(app->alerts), nactive = rta_alert_engine_active(app->alerts);
+    size_t nrules = rta_alert_engine_count(app->alerts),
+           nactive = rta_alert_engine_active(app->alerts);
     rta_gauge_set(rta_metrics_gauge(g_rules, "state=\"active\""), (double)nactive);
     rta_gauge_set(rta_metrics_gauge(g_rules, "state=\"inactive\""), (double)(nrules - nactive));
     rta_gauge_set(rta_metrics_gauge(g_outbox, ""), (double)app->outbox_in_flight);
@@ -140,17 +141,20 @@ void api_metrics(rta_app *app, rta_http_req *req)
     if (g_sio == NULL) {
         g_sio = rta_metrics_counter_family("rta_socketio_total",
                                            "Engine.IO/Socket.IO protocol counters, by kind");
-        g_sio_sessions = rta_metrics_gauge_family("rta_socketio_sessions",
-                                                  "Engine.IO sessions, by transport");
+        g_sio_sessions =
+            rta_metrics_gauge_family("rta_socketio_sessions", "Engine.IO sessions, by transport");
     }
     const rta_sio_stats *ss = rta_rt_sio_stats(app->rt);
     struct {
         const char *labels;
         uint64_t v;
     } sio_counts[] = {
-        {"kind=\"packets_in\"", ss->packets_in},     {"kind=\"packets_out\"", ss->packets_out},
-        {"kind=\"bytes_in\"", ss->bytes_in},         {"kind=\"bytes_out\"", ss->bytes_out},
-        {"kind=\"upgrades\"", ss->upgrades},         {"kind=\"ping_timeouts\"", ss->ping_timeouts},
+        {"kind=\"packets_in\"", ss->packets_in},
+        {"kind=\"packets_out\"", ss->packets_out},
+        {"kind=\"bytes_in\"", ss->bytes_in},
+        {"kind=\"bytes_out\"", ss->bytes_out},
+        {"kind=\"upgrades\"", ss->upgrades},
+        {"kind=\"ping_timeouts\"", ss->ping_timeouts},
         {"kind=\"protocol_errors\"", ss->protocol_errors},
     };
     for (size_t i = 0; i < sizeof sio_counts / sizeof sio_counts[0]; i++) {
@@ -166,8 +170,7 @@ void api_metrics(rta_app *app, rta_http_req *req)
     rta_dbuf_init(&out, 64u << 20);
     if (rta_metrics_render(&out) != 0) {
         rta_dbuf_free(&out);
-        rta_http_send_error(req, 500, "metrics_too_large", "the metrics text exceeds 64 MiB",
-                            NULL);
+        rta_http_send_error(req, 500, "metrics_too_large", "the metrics text exceeds 64 MiB", NULL);
         return;
     }
     rta_http_send(req, 200, "text/plain; version=0.0.4; charset=utf-8", out.data, out.len);

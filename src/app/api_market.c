@@ -103,10 +103,10 @@ void api_ingest(rta_app *app, rta_http_req *req)
         return;
     rta_ingest_batch batch;
     json_t *errors = NULL;
-    if (rta_ingest_parse(body, (size_t)app->cfg->ingest_max_items, rta_now_ms(), &batch,
-                         &errors) != 0) {
-        rta_counter_inc(rta_metrics_counter(app->m_ingest_items,
-                                            "kind=\"batch\",source=\"ingest\",result=\"rejected\""));
+    if (rta_ingest_parse(body, (size_t)app->cfg->ingest_max_items, rta_now_ms(), &batch, &errors) !=
+        0) {
+        rta_counter_inc(rta_metrics_counter(
+            app->m_ingest_items, "kind=\"batch\",source=\"ingest\",result=\"rejected\""));
         rta_app_validation_error(req, errors);
         json_decref(body);
         return;
@@ -121,26 +121,21 @@ void api_ingest(rta_app *app, rta_http_req *req)
     double ms = (double)(rta_mono_ns() - t0) / 1e6;
     rta_app_audit(app, req, "ingest.batch", NULL,
                   json_pack("{s:I,s:I,s:I,s:I,s:I}", "tvl", (json_int_t)batch.ntvl, "prices",
-                            (json_int_t)batch.nprices, "changed", (json_int_t)c.changed,
-                            "events", (json_int_t)c.events, "lastOffset",
-                            (json_int_t)c.last_offset));
+                            (json_int_t)batch.nprices, "changed", (json_int_t)c.changed, "events",
+                            (json_int_t)c.events, "lastOffset", (json_int_t)c.last_offset));
     rta_log(RTA_LOG_INFO, "ingest batch", "{s:s,s:s,s:I,s:I,s:I,s:I,s:f}", "request_id",
             req->request_id, "key_id", rta_app_actor(req), "items", (json_int_t)c.accepted,
             "changed", (json_int_t)c.changed, "events", (json_int_t)c.events, "first_offset",
             (json_int_t)c.first_offset, "apply_ms", ms);
     rta_ingest_batch_free(&batch);
     json_decref(body);
-    json_t *answer = json_pack("{s:I,s:I,s:I,s:I,s:I,s:o,s:o,s:I}", "accepted",
-                                 (json_int_t)c.accepted, "changed", (json_int_t)c.changed,
-                                 "unchanged", (json_int_t)c.unchanged, "stale",
-                                 (json_int_t)c.stale, "events", (json_int_t)c.events,
-                                 "firstOffset",
-                                 c.first_offset ? json_integer((json_int_t)c.first_offset)
-                                                : json_null(),
-                                 "lastOffset",
-                                 c.last_offset ? json_integer((json_int_t)c.last_offset)
-                                               : json_null(),
-                                 "dataVersion", (json_int_t)app->state->version);
+    json_t *answer = json_pack(
+        "{s:I,s:I,s:I,s:I,s:I,s:o,s:o,s:I}", "accepted", (json_int_t)c.accepted, "changed",
+        (json_int_t)c.changed, "unchanged", (json_int_t)c.unchanged, "stale", (json_int_t)c.stale,
+        "events", (json_int_t)c.events, "firstOffset",
+        c.first_offset ? json_integer((json_int_t)c.first_offset) : json_null(), "lastOffset",
+        c.last_offset ? json_integer((json_int_t)c.last_offset) : json_null(), "dataVersion",
+        (json_int_t)app->state->version);
     if (app->triggers_queued != triggers_before) /* alerts fired: answer once they are durable */
         rta_alerts_answer_when_durable(app, req, answer);
     else
@@ -161,8 +156,8 @@ static int parse_u64_param(rta_http_req *req, const char *name, uint64_t max, ui
         snprintf(msg, sizeof msg, "expected an integer in [0, %llu]", (unsigned long long)max);
         char path[64];
         snprintf(path, sizeof path, "query.%s", name);
-        rta_app_validation_error(req, json_pack("[{s:s,s:s,s:s}]", "path", path, "rule", "range",
-                                                "message", msg));
+        rta_app_validation_error(
+            req, json_pack("[{s:s,s:s,s:s}]", "path", path, "rule", "range", "message", msg));
         return -1;
     }
     *out = v;
@@ -176,9 +171,9 @@ void api_events(rta_app *app, rta_http_req *req)
         parse_u64_param(req, "limit", 1000, &limit) < 0)
         return;
     if (limit == 0) {
-        rta_app_validation_error(req, json_pack("[{s:s,s:s,s:s}]", "path", "query.limit", "rule",
-                                                "range", "message",
-                                                "expected an integer in [1, 1000]"));
+        rta_app_validation_error(req,
+                                 json_pack("[{s:s,s:s,s:s}]", "path", "query.limit", "rule",
+                                           "range", "message", "expected an integer in [1, 1000]"));
         return;
     }
     rta_event *evs[1000];
@@ -269,7 +264,8 @@ void api_query_advanced(rta_app *app, rta_http_req *req)
         fresh = text;
         cached = text;
     }
-    rta_counter_inc(rta_metrics_counter(app->m_query_cache, hit ? "result=\"hit\"" : "result=\"miss\""));
+    rta_counter_inc(
+        rta_metrics_counter(app->m_query_cache, hit ? "result=\"hit\"" : "result=\"miss\""));
     /* The stored text ends with ...,"meta":{"total":n,"returned":k}} : splice in the rest. */
     double took = (double)(rta_mono_ns() - t0) / 1e6;
     rta_dbuf out;
@@ -311,8 +307,8 @@ static json_t *protocol_summary(const rta_protocol *p, int64_t now)
     json_t *chains = json_array();
     for (size_t i = 0; i < p->npairs; i++)
         json_array_append_new(chains, json_string(p->pairs[i]->chain->name));
-    json_t *o = json_pack("{s:s,s:s,s:s,s:f,s:o}", "protocol", p->slug, "name", p->name,
-                          "category", p->category, "tvl", p->total_tvl, "chains", chains);
+    json_t *o = json_pack("{s:s,s:s,s:s,s:f,s:o}", "protocol", p->slug, "name", p->name, "category",
+                          p->category, "tvl", p->total_tvl, "chains", chains);
     add_changes(o, rta_protocol_change(p, 3600, now), rta_protocol_change(p, 86400, now),
                 rta_protocol_change(p, 604800, now));
     json_object_set_new(o, "updatedAt", iso_ms(p->updated_ms));
@@ -358,9 +354,9 @@ void api_protocols_list(rta_app *app, rta_http_req *req)
     for (size_t i = (size_t)offset; i < n && i < offset + limit; i++)
         json_array_append_new(data, protocol_summary(sel[i], now));
     free(sel);
-    json_t *meta = json_pack("{s:I,s:I,s:I}", "total", (json_int_t)n, "returned",
-                             (json_int_t)json_array_size(data), "dataVersion",
-                             (json_int_t)st->version);
+    json_t *meta =
+        json_pack("{s:I,s:I,s:I}", "total", (json_int_t)n, "returned",
+                  (json_int_t)json_array_size(data), "dataVersion", (json_int_t)st->version);
     if (app->sim)
         json_object_set_new(meta, "simulated", json_true());
     rta_http_send_json(req, 200, json_pack("{s:o,s:o}", "data", data, "meta", meta));
@@ -399,9 +395,9 @@ void api_chains_list(rta_app *app, rta_http_req *req)
     json_t *data = json_array();
     for (size_t i = 0; i < st->nchains; i++) {
         const rta_chain *c = st->chains[i];
-        json_array_append_new(data, json_pack("{s:s,s:f,s:I}", "chain", c->name, "tvl",
-                                              c->total_tvl, "protocols",
-                                              (json_int_t)c->nprotocols));
+        json_array_append_new(data,
+                              json_pack("{s:s,s:f,s:I}", "chain", c->name, "tvl", c->total_tvl,
+                                        "protocols", (json_int_t)c->nprotocols));
     }
     json_t *meta = json_pack("{s:I}", "total", (json_int_t)st->nchains);
     if (app->sim)

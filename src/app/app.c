@@ -17,8 +17,7 @@
 #define KEYS_REFRESH_MS 2000
 #define HOUSEKEEPING_MS 1000
 
-static void on_store_op(void *ud, const char *op, int status, uint64_t queued_ns,
-                        uint64_t work_ns)
+static void on_store_op(void *ud, const char *op, int status, uint64_t queued_ns, uint64_t work_ns)
 {
     rta_app *app = ud;
     char labels[96];
@@ -68,8 +67,8 @@ static void sim_seed_state(rta_app *app)
 {
     int64_t now = rta_now_ms();
     uint64_t t0 = rta_mono_ns();
-    rta_sim_history(app->sim, now, 7 * 86400000LL, 3600000LL, sim_restore_tvl,
-                    sim_restore_price, app);
+    rta_sim_history(app->sim, now, 7 * 86400000LL, 3600000LL, sim_restore_tvl, sim_restore_price,
+                    app);
     rta_sim_snapshot(app->sim, now, sim_restore_tvl, sim_restore_price, app);
     for (size_t i = 0; i < app->state->npairs; i++)
         rta_persist_mark_pair(app, app->state->pairs[i]);
@@ -108,11 +107,11 @@ rta_app *rta_app_init(rta_config *cfg, uv_loop_t *loop)
         goto fail;
     rta_state_options so = {.min_change = cfg->events_min_change};
     app->state = rta_state_new(&so);
-    app->event_log = rta_event_log_new((size_t)cfg->events_log_max,
-                                       cfg->events_log_max_age_s * 1000);
+    app->event_log =
+        rta_event_log_new((size_t)cfg->events_log_max, cfg->events_log_max_age_s * 1000);
     app->bus = rta_bus_new(app->event_log);
-    app->qcache = rta_query_cache_new((size_t)cfg->query_cache_entries,
-                                      (size_t)cfg->query_cache_bytes);
+    app->qcache =
+        rta_query_cache_new((size_t)cfg->query_cache_entries, (size_t)cfg->query_cache_bytes);
     app->qctx = rta_query_ctx_new();
     rta_rt_options ro;
     rta_rt_options_default(&ro);
@@ -223,8 +222,8 @@ static void reload_config(rta_app *app)
     if (rc == 0)
         rc = rta_config_finish(&next, err, sizeof err);
     if (rc != 0 || rta_log_level_parse(next.log_level) < 0) {
-        rta_log(RTA_LOG_ERROR, "config reload refused; keeping the running configuration",
-                "{s:s}", "error", rc ? err : "server.log_level");
+        rta_log(RTA_LOG_ERROR, "config reload refused; keeping the running configuration", "{s:s}",
+                "error", rc ? err : "server.log_level");
         rta_store_audit(app->store, "system", "config.reload", app->cfg->config_path, NULL, NULL,
                         json_pack("{s:b,s:s}", "applied", 0, "error", rc ? err : "log_level"));
         rta_config_free(&next);
@@ -307,8 +306,8 @@ int rta_app_start(rta_app *app)
         return -1;
     if (cfg->tls_listen[0]) {
         char err[512];
-        app->ssl_ctx = rta_tls_server_ctx(cfg->tls_cert, cfg->tls_key, cfg->tls_min_version, err,
-                                          sizeof err);
+        app->ssl_ctx =
+            rta_tls_server_ctx(cfg->tls_cert, cfg->tls_key, cfg->tls_min_version, err, sizeof err);
         if (app->ssl_ctx == NULL) {
             rta_log(RTA_LOG_ERROR, "tls setup failed", "{s:s}", "error", err);
             return -1;
@@ -384,8 +383,8 @@ static void on_shutdown_check(uv_timer_t *t)
     if ((inflight == 0 && open == 0) || rta_now_ms() >= app->shutdown_deadline_ms ||
         app->cfg->shutdown_timeout_ms == 0) {
         if (inflight > 0 || open > 0)
-            rta_log(RTA_LOG_WARN, "shutdown timeout: closing what is left", "{s:I,s:I}",
-                    "inflight", (json_int_t)inflight, "connections", (json_int_t)open);
+            rta_log(RTA_LOG_WARN, "shutdown timeout: closing what is left", "{s:I,s:I}", "inflight",
+                    (json_int_t)inflight, "connections", (json_int_t)open);
         finish_shutdown(app);
     }
 }

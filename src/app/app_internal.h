@@ -26,12 +26,12 @@ struct rta_app {
     rta_event_log *event_log;
     rta_bus *bus;
     rta_query_cache *qcache;
-    rta_query_ctx *qctx;      /* compact copies of the state the query engine scans */
+    rta_query_ctx *qctx; /* compact copies of the state the query engine scans */
     rta_net *net;
     rta_http_server *http;
     SSL_CTX *ssl_ctx;
     rta_sim *sim;
-    rta_rt *rt;                 /* realtime API: Socket.IO + plain WebSocket clients */
+    rta_rt *rt; /* realtime API: Socket.IO + plain WebSocket clients */
     int64_t started_ms;
 
     uv_timer_t sim_timer;
@@ -40,24 +40,24 @@ struct rta_app {
     uv_timer_t housekeeping_timer;
     uv_timer_t shutdown_timer;
     uv_signal_t sigterm, sigint, sighup;
-    double sim_carry;            /* fractional updates owed by the simulator timer */
+    double sim_carry; /* fractional updates owed by the simulator timer */
     int shutting_down;
     int64_t shutdown_deadline_ms;
-    int persist_inflight;        /* a flush job is queued: do not start another */
+    int persist_inflight; /* a flush job is queued: do not start another */
     int keys_inflight;
 
     /* write-behind of changed series (see persist.c) */
-    dirty_entry *dirty;          /* uthash set of series changed since the last flush */
+    dirty_entry *dirty; /* uthash set of series changed since the last flush */
     size_t ndirty;
 
     /* alerting (alerts.c) */
     rta_alert_engine *alerts;
     rta_notify *notify;
     uv_timer_t outbox_timer;
-    uv_timer_t batch_timer;       /* flushes the outbox writes of a loop turn */
-    void *outbox_batch;           /* outbox writes not yet submitted (alerts.c) */
-    uint64_t triggers_queued;     /* triggers ever decided (ingest waits for its own) */
-    prefs_entry *prefs;           /* user preferences cache (uthash) */
+    uv_timer_t batch_timer;   /* flushes the outbox writes of a loop turn */
+    void *outbox_batch;       /* outbox writes not yet submitted (alerts.c) */
+    uint64_t triggers_queued; /* triggers ever decided (ingest waits for its own) */
+    prefs_entry *prefs;       /* user preferences cache (uthash) */
     disabled_target *disabled_targets;
     size_t outbox_in_flight;
     int outbox_claiming;
@@ -65,8 +65,8 @@ struct rta_app {
     rta_metric_family *m_triggers, *m_notifications, *m_retries, *m_dead, *m_delivery_latency;
 
     /* metrics */
-    rta_metric_family *m_requests, *m_request_seconds, *m_ingest_items, *m_events,
-        *m_query_cache, *m_rate_limited, *m_store_seconds, *m_auth_failures, *m_store_errors;
+    rta_metric_family *m_requests, *m_request_seconds, *m_ingest_items, *m_events, *m_query_cache,
+        *m_rate_limited, *m_store_seconds, *m_auth_failures, *m_store_errors;
     rta_histogram *m_query_exec;
 };
 
@@ -125,17 +125,17 @@ int rta_persist_load(rta_app *app);
 void rta_persist_free(rta_app *app);
 
 /* alerts.c */
-int rta_alerts_init(rta_app *app);     /* loads rules, states, prefs; creates channels */
-void rta_alerts_start(rta_app *app);   /* starts the outbox worker */
+int rta_alerts_init(rta_app *app);   /* loads rules, states, prefs; creates channels */
+void rta_alerts_start(rta_app *app); /* starts the outbox worker */
 void rta_alerts_stop(rta_app *app);
 void rta_alerts_flush(rta_app *app); /* submits pending outbox writes now */
 /* Answers req with answer (stolen) once the outbox writes queued so far are committed: an
  * ingest that triggered alerts is acknowledged only when its notifications are durable. */
 void rta_alerts_answer_when_durable(rta_app *app, rta_http_req *req, json_t *answer);
 void rta_alerts_free(rta_app *app);
-void rta_alerts_on_event(void *app, rta_event *e); /* bus subscriber */
-void rta_alerts_kick(rta_app *app);    /* claim due deliveries now */
-json_t *rta_alerts_prefs(rta_app *app, const char *user_id);          /* borrowed or NULL */
+void rta_alerts_on_event(void *app, rta_event *e);           /* bus subscriber */
+void rta_alerts_kick(rta_app *app);                          /* claim due deliveries now */
+json_t *rta_alerts_prefs(rta_app *app, const char *user_id); /* borrowed or NULL */
 void rta_alerts_prefs_set(rta_app *app, const char *user_id, json_t *prefs); /* stolen */
 int rta_alerts_valid_timezone(const char *tz);
 int rta_alerts_target_disabled(rta_app *app, const char *channel, const char *target);

@@ -113,8 +113,8 @@ static void flush_done(rta_store_job *job)
     app->persist_inflight = 0;
     if (job->status != 0) {
         rta_counter_inc(rta_metrics_counter(app->m_store_errors, "op=\"persist\""));
-        rta_log(RTA_LOG_ERROR, "state flush failed; will retry with the next changes",
-                "{s:I}", "points", (json_int_t)f->npoints);
+        rta_log(RTA_LOG_ERROR, "state flush failed; will retry with the next changes", "{s:I}",
+                "points", (json_int_t)f->npoints);
     } else {
         rta_log(RTA_LOG_DEBUG, "state flushed", "{s:I,s:I,s:I,s:f}", "points",
                 (json_int_t)f->npoints, "protocols", (json_int_t)f->nprotos, "tokens",

@@ -184,8 +184,8 @@ static int authenticate(rta_app *app, rta_http_req *req, uint32_t perm)
     const rta_tier *tier = rta_tier_find(app->cfg->tiers, key->rec.tier);
     int limit = tier ? tier->api_requests_per_minute : 0;
     int remaining = 0, reset_s = 0, retry_after = 0;
-    int ok = rta_bucket_take(&key->api_bucket, limit, rta_now_ms(), &remaining, &reset_s,
-                             &retry_after);
+    int ok =
+        rta_bucket_take(&key->api_bucket, limit, rta_now_ms(), &remaining, &reset_s, &retry_after);
     char v[32];
     snprintf(v, sizeof v, "%d", limit);
     rta_http_add_header(req, "RateLimit-Limit", v);
@@ -209,9 +209,9 @@ static int authenticate(rta_app *app, rta_http_req *req, uint32_t perm)
         char need[64], have[128];
         rta_perms_format(perm, need, sizeof need);
         rta_perms_format(key->perms, have, sizeof have);
-        auth_failure(app, req, 403, "forbidden", "this key lacks the permission for this route",
-                     json_pack("{s:s,s:s,s:s}", "required", need, "granted", have, "role",
-                               key->rec.role));
+        auth_failure(
+            app, req, 403, "forbidden", "this key lacks the permission for this route",
+            json_pack("{s:s,s:s,s:s}", "required", need, "granted", have, "role", key->rec.role));
         return 0;
     }
     return 1;
@@ -268,9 +268,9 @@ void rta_app_observe_request(void *ud, const rta_http_req *req)
     rta_histogram_observe(rta_metrics_histogram(app->m_request_seconds, labels), secs);
     rta_log(req->status >= 500 ? RTA_LOG_ERROR : RTA_LOG_INFO, "request",
             "{s:s,s:s,s:s,s:s,s:i,s:f,s:s,s:s,s:I}", "request_id", req->request_id, "method",
-            req->method ? req->method : "", "path", req->path ? req->path : "", "route",
-            route_name, "status", req->status, "ms", secs * 1000.0, "remote_ip", req->remote_ip,
-            "key_id", rta_app_actor(req), "bytes", (json_int_t)req->response_bytes);
+            req->method ? req->method : "", "path", req->path ? req->path : "", "route", route_name,
+            "status", req->status, "ms", secs * 1000.0, "remote_ip", req->remote_ip, "key_id",
+            rta_app_actor(req), "bytes", (json_int_t)req->response_bytes);
 }
 
 void rta_app_metrics_init(rta_app *app)
@@ -288,8 +288,8 @@ void rta_app_metrics_init(rta_app *app)
                                                      "Requests refused by rate limits, by tier");
     app->m_store_seconds = rta_metrics_histogram_family(
         "rta_store_op_duration_seconds", "Store job latency (queue + work), by op", NULL, 0);
-    app->m_auth_failures = rta_metrics_counter_family("rta_auth_failures_total",
-                                                      "Refused authentications, by reason");
+    app->m_auth_failures =
+        rta_metrics_counter_family("rta_auth_failures_total", "Refused authentications, by reason");
     app->m_store_errors = rta_metrics_counter_family("rta_store_errors_total",
                                                      "Store jobs that failed or were refused");
     app->m_query_exec = rta_metrics_histogram(

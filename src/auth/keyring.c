@@ -64,7 +64,8 @@ void rta_keyring_free(rta_keyring *kr)
     if (!kr)
         return;
     key_entry *e, *tmp;
-    HASH_ITER(hh, kr->head, e, tmp) {
+    HASH_ITER(hh, kr->head, e, tmp)
+    {
         HASH_DEL(kr->head, e);
         record_free_fields(&e->k.rec);
         free(e->k.rec.id);

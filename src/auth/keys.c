@@ -12,8 +12,7 @@
 #include "auth/auth_internal.h"
 #include "rta/util.h"
 
-static const char b64url[] =
-    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+static const char b64url[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
 
 /* base64url without padding of len bytes; out needs ceil(len*4/3) + 1 bytes. */
 static void base64url_encode(const unsigned char *in, size_t len, char *out)
@@ -46,8 +45,8 @@ static int is_lower_hex(char c)
 
 static int is_b64url(char c)
 {
-    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-           c == '-' || c == '_';
+    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' ||
+           c == '_';
 }
 
 int rta__key_parse(const char *key_text, char id[RTA_KEY_ID_LEN + 1], const char **secret)
@@ -86,8 +85,8 @@ int rta__key_hash_secret(const char *secret, unsigned char out[32])
 }
 
 /* Fills rec's owned strings and times; secret_hash is set by the caller. */
-static void record_fill(rta_key_record *rec, const char *id, const char *user_id,
-                        const char *tier, const char *role, const char *label, int64_t now_ms)
+static void record_fill(rta_key_record *rec, const char *id, const char *user_id, const char *tier,
+                        const char *role, const char *label, int64_t now_ms)
 {
     rec->id = rta_strdup(id);
     rec->user_id = rta_strdup(user_id);
@@ -132,8 +131,8 @@ out:
 
 /* Builds a record from a full key text (see auth.h); strings owned by the caller. rec is left
  * zeroed on -1. */
-int rta_key_from_text(const char *key_text, const char *user_id, const char *tier,
-                      const char *role, int64_t now_ms, rta_key_record *rec)
+int rta_key_from_text(const char *key_text, const char *user_id, const char *tier, const char *role,
+                      int64_t now_ms, rta_key_record *rec)
 {
     char id[RTA_KEY_ID_LEN + 1];
     const char *secret;

@@ -64,9 +64,8 @@ static const struct {
     uint32_t bit;
     const char *name;
 } perm_names[] = {
-    {RTA_PERM_READ, "read"},           {RTA_PERM_QUERY, "query"},
-    {RTA_PERM_INGEST, "ingest"},       {RTA_PERM_ADMIN, "admin"},
-    {RTA_PERM_SUBSCRIBE, "subscribe"}, {RTA_PERM_ALERTS, "alerts"},
+    {RTA_PERM_READ, "read"},   {RTA_PERM_QUERY, "query"},         {RTA_PERM_INGEST, "ingest"},
+    {RTA_PERM_ADMIN, "admin"}, {RTA_PERM_SUBSCRIBE, "subscribe"}, {RTA_PERM_ALERTS, "alerts"},
 };
 
 /* Comma-separated names of the bits set in perms, in bit order ("" for none). Writes at most

@@ -25,8 +25,14 @@ typedef struct {
     int64_t min, max; /* integer bounds */
 } option;
 
-#define O(sec, k, t, field, d, lo, hi) {sec, k, t, offsetof(rta_config, field), d, 0, lo, hi}
-#define S(sec, k, field, d) {sec, k, OPT_STR, offsetof(rta_config, field), d, 0, 0, 0}
+#define O(sec, k, t, field, d, lo, hi)                                                             \
+    {                                                                                              \
+        sec, k, t, offsetof(rta_config, field), d, 0, lo, hi                                       \
+    }
+#define S(sec, k, field, d)                                                                        \
+    {                                                                                              \
+        sec, k, OPT_STR, offsetof(rta_config, field), d, 0, 0, 0                                   \
+    }
 
 static const option options[] = {
     S("server", "listen", listen, "127.0.0.1:8080"),

@@ -52,9 +52,8 @@ static struct {
     rta_metric_family *first, *last;
 } reg;
 
-static const double default_bounds[] = {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005,
-                                        0.01,   0.025,   0.05,   0.1,   0.25,   0.5,
-                                        1,      2.5,     5,      10};
+static const double default_bounds[] = {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
+                                        0.05,   0.1,     0.25,   0.5,   1,      2.5,   5,    10};
 
 static int name_valid(const char *s)
 {
@@ -134,8 +133,7 @@ static struct rta_metric_series *series_new(rta_metric_family *f, const char *la
     return s;
 }
 
-static struct rta_metric_series *series_get(rta_metric_family *f, fam_type type,
-                                            const char *labels)
+static struct rta_metric_series *series_get(rta_metric_family *f, fam_type type, const char *labels)
 {
     if (!f || f->type != type)
         return NULL;

@@ -36,7 +36,7 @@ struct rta_history_ring {
 /* The one allocation behind h->rings: ring headers, then all buckets. */
 typedef struct {
     struct rta_history_ring ring[RING_COUNT];
-    int64_t first_ts;  /* the oldest point ever recorded (windows longer than the series) */
+    int64_t first_ts; /* the oldest point ever recorded (windows longer than the series) */
     double first_v;
     slot slots[TOTAL_SLOTS];
 } history_block;

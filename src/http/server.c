@@ -21,7 +21,7 @@ struct rta_http_server {
     rta_http_upgrade_handler upgrade;
     rta_http_observer observer;
     void *ud;
-    char *cors_origins;   /* NULL = off */
+    char *cors_origins; /* NULL = off */
     size_t inflight;
     int draining;
     rta_net *net; /* set by drain: used to count requests still being received */
@@ -32,21 +32,21 @@ struct rta_http_conn {
     rta_conn *conn;
     rta_http_server *srv;
     http_parser parser;
-    rta_http_req *cur;     /* being parsed */
-    rta_http_req *ready;   /* parsed, about to be dispatched */
-    rta_http_req *active;  /* dispatched, not yet answered */
-    rta_dbuf held;         /* received, not yet parsed */
+    rta_http_req *cur;    /* being parsed */
+    rta_http_req *ready;  /* parsed, about to be dispatched */
+    rta_http_req *active; /* dispatched, not yet answered */
+    rta_dbuf held;        /* received, not yet parsed */
     rta_dbuf url;
     rta_dbuf field, value;
     int last_was_value;
     size_t header_bytes;
-    int err_status;        /* set by a parser callback that aborts */
+    int err_status; /* set by a parser callback that aborts */
     const char *err_code;
     const char *err_msg;
     int processing;
     int closing;
-    int in_upgrade;        /* the upgrade handler is running: http_on_close must not free */
-    int gone;              /* closed while in_upgrade */
+    int in_upgrade; /* the upgrade handler is running: http_on_close must not free */
+    int gone;       /* closed while in_upgrade */
 };
 
 static const rta_conn_proto http_proto;
@@ -55,33 +55,60 @@ static void http_on_close_free(rta_http_conn *hc);
 const char *rta_http_status_text(int status)
 {
     switch (status) {
-    case 101: return "Switching Protocols";
-    case 200: return "OK";
-    case 201: return "Created";
-    case 202: return "Accepted";
-    case 204: return "No Content";
-    case 304: return "Not Modified";
-    case 400: return "Bad Request";
-    case 401: return "Unauthorized";
-    case 403: return "Forbidden";
-    case 404: return "Not Found";
-    case 405: return "Method Not Allowed";
-    case 408: return "Request Timeout";
-    case 409: return "Conflict";
-    case 410: return "Gone";
-    case 411: return "Length Required";
-    case 413: return "Content Too Large";
-    case 414: return "URI Too Long";
-    case 415: return "Unsupported Media Type";
-    case 422: return "Unprocessable Content";
-    case 426: return "Upgrade Required";
-    case 429: return "Too Many Requests";
-    case 431: return "Request Header Fields Too Large";
-    case 500: return "Internal Server Error";
-    case 501: return "Not Implemented";
-    case 503: return "Service Unavailable";
-    case 505: return "HTTP Version Not Supported";
-    default: return "Unknown";
+    case 101:
+        return "Switching Protocols";
+    case 200:
+        return "OK";
+    case 201:
+        return "Created";
+    case 202:
+        return "Accepted";
+    case 204:
+        return "No Content";
+    case 304:
+        return "Not Modified";
+    case 400:
+        return "Bad Request";
+    case 401:
+        return "Unauthorized";
+    case 403:
+        return "Forbidden";
+    case 404:
+        return "Not Found";
+    case 405:
+        return "Method Not Allowed";
+    case 408:
+        return "Request Timeout";
+    case 409:
+        return "Conflict";
+    case 410:
+        return "Gone";
+    case 411:
+        return "Length Required";
+    case 413:
+        return "Content Too Large";
+    case 414:
+        return "URI Too Long";
+    case 415:
+        return "Unsupported Media Type";
+    case 422:
+        return "Unprocessable Content";
+    case 426:
+        return "Upgrade Required";
+    case 429:
+        return "Too Many Requests";
+    case 431:
+        return "Request Header Fields Too Large";
+    case 500:
+        return "Internal Server Error";
+    case 501:
+        return "Not Implemented";
+    case 503:
+        return "Service Unavailable";
+    case 505:
+        return "HTTP Version Not Supported";
+    default:
+        return "Unknown";
     }
 }
 
@@ -249,8 +276,9 @@ static int on_headers_complete(http_parser *p)
     r->path = percent_decode(r->url, plen, 0);
     r->query = rta_strdup(q ? q + 1 : "");
     if (r->path == NULL || r->path[0] != '/')
-        return fail(hc, 400, "bad_request_target", "request target must be an absolute path "
-                                                    "with valid percent-escapes");
+        return fail(hc, 400, "bad_request_target",
+                    "request target must be an absolute path "
+                    "with valid percent-escapes");
     if (p->http_major != 1)
         return fail(hc, 505, "http_version", "only HTTP/1.x is served");
     const char *rid = rta_http_header_get(r, "X-Request-Id");
@@ -488,8 +516,8 @@ static void dispatch(rta_http_conn *hc, rta_http_req *r, const char *leftover, s
         r->keep_alive = 0;
     hc->active = r;
     srv->inflight++;
-    if (strcmp(r->method, "OPTIONS") == 0 && rta_http_header_get(r, "Access-Control-Request-Method") &&
-        cors_origin_for(srv, r)) {
+    if (strcmp(r->method, "OPTIONS") == 0 &&
+        rta_http_header_get(r, "Access-Control-Request-Method") && cors_origin_for(srv, r)) {
         r->route = "(cors preflight)";
         rta_http_add_header(r, "Access-Control-Allow-Methods",
                             "GET, POST, PUT, PATCH, DELETE, OPTIONS");
@@ -507,8 +535,8 @@ static void process(rta_http_conn *hc)
 {
     hc->processing = 1;
     while (!hc->closing && hc->active == NULL && hc->held.len > 0) {
-        size_t n = http_parser_execute(&hc->parser, &hc->srv->settings, hc->held.data,
-                                       hc->held.len);
+        size_t n =
+            http_parser_execute(&hc->parser, &hc->srv->settings, hc->held.data, hc->held.len);
         enum http_errno err = HTTP_PARSER_ERRNO(&hc->parser);
         rta_http_req *ready = hc->ready;
         hc->ready = NULL;
@@ -519,8 +547,7 @@ static void process(rta_http_conn *hc)
                 fail(hc, 400, "malformed_request", http_errno_description(err));
             req_free(ready);
             rta_dbuf_reset(&hc->held);
-            send_early_error(hc, take_parsed_head(hc), hc->err_status, hc->err_code,
-                             hc->err_msg);
+            send_early_error(hc, take_parsed_head(hc), hc->err_status, hc->err_code, hc->err_msg);
             break;
         }
         if (ready && ready->is_upgrade) {

@@ -315,8 +315,8 @@ static void on_connection(uv_stream_t *server, int status)
         if ((rc == UV_EMFILE || rc == UV_ENFILE) &&
             uv_now(net->loop) - net->last_refusal_log_ms >= 1000) {
             net->last_refusal_log_ms = uv_now(net->loop);
-            rta_log(RTA_LOG_WARN, "refusing connection: out of file descriptors",
-                    "{s:i,s:s}", "open", (json_int_t)net->stats.open, "error", uv_strerror(rc));
+            rta_log(RTA_LOG_WARN, "refusing connection: out of file descriptors", "{s:i,s:s}",
+                    "open", (json_int_t)net->stats.open, "error", uv_strerror(rc));
         }
         uv_close((uv_handle_t *)&c->tcp, on_closed);
         return;
@@ -379,8 +379,7 @@ static void on_sweep(uv_timer_t *t)
     }
 }
 
-rta_net *rta_net_new(uv_loop_t *loop, size_t max_connections, rta_net_accept_fn on_accept,
-                     void *ud)
+rta_net *rta_net_new(uv_loop_t *loop, size_t max_connections, rta_net_accept_fn on_accept, void *ud)
 {
     rta_net *net = rta_xcalloc(1, sizeof *net);
     net->loop = loop;
@@ -420,9 +419,9 @@ int rta_net_listen(rta_net *net, const char *host, int port, SSL_CTX *ssl_ctx)
         struct sockaddr_storage bound;
         int len = sizeof bound;
         uv_tcp_getsockname(&l->tcp, (struct sockaddr *)&bound, &len);
-        net->bound_port = ntohs(bound.ss_family == AF_INET6
-                                    ? ((struct sockaddr_in6 *)&bound)->sin6_port
-                                    : ((struct sockaddr_in *)&bound)->sin_port);
+        net->bound_port =
+            ntohs(bound.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&bound)->sin6_port
+                                              : ((struct sockaddr_in *)&bound)->sin_port);
     }
     net->nlisteners++;
     return 0;

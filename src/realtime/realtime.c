@@ -38,9 +38,9 @@ typedef struct room room;
 
 typedef struct sub {
     int type;
-    room *room;        /* protocol / price subscriptions */
-    size_t idx;        /* position in room->subs or in the threshold array */
-    double threshold;  /* threshold subscriptions */
+    room *room;       /* protocol / price subscriptions */
+    size_t idx;       /* position in room->subs or in the threshold array */
+    double threshold; /* threshold subscriptions */
     char *protocol, *chain, *token;
     client *cl;
     char name[]; /* the room name, allocated with the struct (most are short) */
@@ -59,9 +59,9 @@ struct client {
     rta_sio_socket *sio;
     rta_ws *ws;
     char key_id[RTA_KEY_ID_LEN + 1];
-    char *user_id;         /* owned copy, "" when the key has none */
+    char *user_id; /* owned copy, "" when the key has none */
     char tier[16];
-    char transport[16];    /* metrics label, fixed at connect so increments and decrements match */
+    char transport[16]; /* metrics label, fixed at connect so increments and decrements match */
     char remote_ip[46];
     char pid[40];
     sub **subs;
@@ -70,18 +70,18 @@ struct client {
     rta_bucket msg_bucket;
     int msgs_per_minute;
     int tier_rank;
-    int doomed;            /* a slow-consumer close is pending */
+    int doomed;                /* a slow-consumer close is pending */
     uint64_t lag_from, lag_to; /* drop policy: missed offsets not yet reported */
     int64_t connected_ms;
-    int recovering;        /* Socket.IO session restored: replay after recover_from */
+    int recovering; /* Socket.IO session restored: replay after recover_from */
     uint64_t recover_from;
     /* catch-up (recovery / resume): reading the event log, paced, until live */
     int catching;
-    int catch_ws_resume;   /* plain WS resume (answer "resumed") vs Socket.IO recovery */
+    int catch_ws_resume; /* plain WS resume (answer "resumed") vs Socket.IO recovery */
     int catch_complete;
     uint64_t catch_from, catch_cursor;
     size_t catch_count;
-    json_t *catch_id;      /* plain WS: the resume message's id, echoed */
+    json_t *catch_id;             /* plain WS: the resume message's id, echoed */
     uint64_t catch_blocked_until; /* loop ms: its backlog was full */
     client *catch_next;
     client *prev, *next;
@@ -89,7 +89,7 @@ struct client {
 
 typedef struct saved_session {
     char pid[40];
-    char sid[64];  /* the Socket.IO socket id, kept on recovery */
+    char sid[64]; /* the Socket.IO socket id, kept on recovery */
     char key_id[RTA_KEY_ID_LEN + 1];
     json_t *subs; /* array of subscription payloads */
     int64_t expires_ms;
@@ -99,17 +99,17 @@ typedef struct saved_session {
 struct rta_rt {
     uv_loop_t *loop;
     rta_rt_options opts;
-    const rta_tier *tiers;     /* the configuration's (follows reloads) or defaults */
+    const rta_tier *tiers; /* the configuration's (follows reloads) or defaults */
     rta_tier default_tiers[RTA_TIER_COUNT];
     rta_keyring *keys;
     rta_event_log *log;
     rta_store *store;
     rta_sio_server *sio;
     room *rooms;
-    sub **thr[2];          /* [0] tvl_changes, [1] price_changes */
+    sub **thr[2]; /* [0] tvl_changes, [1] price_changes */
     size_t nthr[2], capthr[2];
     client *clients;
-    client **scratch;      /* recipients of the event being fanned out */
+    client **scratch; /* recipients of the event being fanned out */
     size_t scratch_cap;
     saved_session *saved;
     size_t nsaved;
@@ -124,10 +124,10 @@ struct rta_rt {
     rta_event **queue;
     size_t qhead, qlen, qcap;
     uv_idle_t pump;
-    uv_timer_t pump_retry;  /* catch-ups whose clients are all blocked: retry shortly */
+    uv_timer_t pump_retry; /* catch-ups whose clients are all blocked: retry shortly */
     int pump_on;
-    int closed;             /* shut down: no more fan-out */
-    client *catching;       /* clients catching up from the event log */
+    int closed;       /* shut down: no more fan-out */
+    client *catching; /* clients catching up from the event log */
 };
 
 /* ---------- small helpers ---------- */
@@ -146,8 +146,7 @@ static const rta_tier *tier_of(rta_rt *rt, const char *name)
     return rta_tier_find(rt->tiers, name);
 }
 
-static json_t *error_obj(const char *code, const char *message, const char *field,
-                         const char *rule)
+static json_t *error_obj(const char *code, const char *message, const char *field, const char *rule)
 {
     json_t *e = json_pack("{s:s,s:s}", "code", code, "message", message);
     if (field)
@@ -161,8 +160,7 @@ static void count_conn(rta_rt *rt, client *cl, int delta)
 {
     char labels[96];
     if (cl->transport[0] == '\0')
-        snprintf(cl->transport, sizeof cl->transport, "%s",
-                 cl->kind == CL_WS ? "ws" : "socket.io");
+        snprintf(cl->transport, sizeof cl->transport, "%s", cl->kind == CL_WS ? "ws" : "socket.io");
     snprintf(labels, sizeof labels, "transport=\"%s\",tier=\"%s\"", cl->transport, cl->tier);
     rta_gauge_add(rta_metrics_gauge(rt->m_conn, labels), delta);
     if (cl->kind == CL_WS)
@@ -280,18 +278,19 @@ static json_t *parse_spec(json_t *p, int unsubscribe, sub_spec *spec)
             spec->type = i;
     if (spec->type < 0)
         return error_obj("invalid_subscription",
-                         "type must be one of protocol, tvl_changes, price, price_changes",
-                         "type", "enum");
+                         "type must be one of protocol, tvl_changes, price, price_changes", "type",
+                         "enum");
     const char *k;
     json_t *v;
     json_object_foreach(p, k, v)
     {
         if (strcmp(k, "type") == 0 || strcmp(k, "op") == 0 || strcmp(k, "id") == 0)
             continue;
-        int allowed = (spec->type == SUB_PROTOCOL && (!strcmp(k, "protocol") || !strcmp(k, "chain"))) ||
-                      ((spec->type == SUB_TVL_CHANGES || spec->type == SUB_PRICE_CHANGES) &&
-                       !strcmp(k, "threshold")) ||
-                      (spec->type == SUB_PRICE && !strcmp(k, "token"));
+        int allowed =
+            (spec->type == SUB_PROTOCOL && (!strcmp(k, "protocol") || !strcmp(k, "chain"))) ||
+            ((spec->type == SUB_TVL_CHANGES || spec->type == SUB_PRICE_CHANGES) &&
+             !strcmp(k, "threshold")) ||
+            (spec->type == SUB_PRICE && !strcmp(k, "token"));
         if (!allowed) {
             char msg[160];
             snprintf(msg, sizeof msg, "unknown field \"%.60s\" for type %s", k,
@@ -301,8 +300,8 @@ static json_t *parse_spec(json_t *p, int unsubscribe, sub_spec *spec)
         }
         if (strcmp(k, "threshold") == 0) {
             if (!json_is_number(v))
-                return error_obj("invalid_subscription", "threshold must be a number",
-                                 "threshold", "type");
+                return error_obj("invalid_subscription", "threshold must be a number", "threshold",
+                                 "type");
             double th = json_number_value(v);
             if (!isfinite(th) || th <= 0 || th > 100)
                 return error_obj("invalid_subscription",
@@ -323,8 +322,7 @@ static json_t *parse_spec(json_t *p, int unsubscribe, sub_spec *spec)
         } else {
             if (!rta_valid_slug(json_string_value(v)))
                 return error_obj("invalid_subscription",
-                                 "must be a lower-case slug [a-z0-9][a-z0-9._-]{0,127}", k,
-                                 "slug");
+                                 "must be a lower-case slug [a-z0-9][a-z0-9._-]{0,127}", k, "slug");
             if (strcmp(k, "protocol") == 0)
                 spec->protocol = json_string_value(v);
             else
@@ -337,8 +335,7 @@ static json_t *parse_spec(json_t *p, int unsubscribe, sub_spec *spec)
         return error_obj("invalid_subscription", "token is required", "token", "required");
     if ((spec->type == SUB_TVL_CHANGES || spec->type == SUB_PRICE_CHANGES) &&
         !spec->has_threshold && !unsubscribe)
-        return error_obj("invalid_subscription", "threshold is required", "threshold",
-                         "required");
+        return error_obj("invalid_subscription", "threshold is required", "threshold", "required");
     return NULL;
 }
 
@@ -472,7 +469,7 @@ static void client_close_slow(rta_rt *rt, client *cl);
  * use, i.e. only when a recipient negotiated permessage-deflate. */
 typedef struct encoded {
     rta_rbuf *sio_text, *sio_frame, *ws_frame;
-    rta_dbuf ws_text;     /* what ws_frame holds, kept for compressing */
+    rta_dbuf ws_text;      /* what ws_frame holds, kept for compressing */
     rta_rbuf *ws_deflated; /* NULL: not built yet, or compression did not help */
     int deflate_tried;
 } encoded;
@@ -803,8 +800,8 @@ static void client_free(rta_rt *rt, client *cl, const char *reason)
         cl->next->prev = cl->prev;
     rta_log(RTA_LOG_INFO, "realtime disconnect", "{s:s,s:s,s:s,s:s,s:I}", "transport",
             cl->kind == CL_WS ? "ws" : "socket.io", "key_id", cl->key_id, "remote_ip",
-            cl->remote_ip, "reason", reason,
-            "connected_ms", (json_int_t)(rta_now_ms() - cl->connected_ms));
+            cl->remote_ip, "reason", reason, "connected_ms",
+            (json_int_t)(rta_now_ms() - cl->connected_ms));
     free(cl->user_id);
     free(cl);
 }
@@ -833,8 +830,8 @@ static int client_take_message(rta_rt *rt, client *cl)
 
 /* ---------- pacing: the event queue and catch-up from the log ---------- */
 
-#define PUMP_EVENTS 4096      /* events fanned out per loop turn (the byte budget binds first) */
-#define CATCH_READ 128        /* log entries a catching-up client reads per loop turn */
+#define PUMP_EVENTS 4096 /* events fanned out per loop turn (the byte budget binds first) */
+#define CATCH_READ 128   /* log entries a catching-up client reads per loop turn */
 #define CATCH_RETRY_MS 20
 
 static void pump_start(rta_rt *rt);
@@ -856,9 +853,8 @@ static void catch_finish(rta_rt *rt, client *cl)
     cl->catch_next = NULL;
     rt->stats.replayed += cl->catch_count;
     json_t *info = json_pack("{s:b,s:I,s:I,s:I}", "complete", cl->catch_complete, "replayed",
-                             (json_int_t)cl->catch_count, "fromOffset",
-                             (json_int_t)cl->catch_from, "lastOffset",
-                             (json_int_t)cl->catch_cursor);
+                             (json_int_t)cl->catch_count, "fromOffset", (json_int_t)cl->catch_from,
+                             "lastOffset", (json_int_t)cl->catch_cursor);
     if (cl->kind == CL_SIO) {
         rta_sio_emit(cl->sio, "recovery", info);
     } else {
@@ -870,8 +866,8 @@ static void catch_finish(rta_rt *rt, client *cl)
     json_decref(info);
     json_decref(cl->catch_id);
     cl->catch_id = NULL;
-    rta_log(RTA_LOG_INFO, "realtime catch-up done", "{s:s,s:s,s:I,s:b,s:I}", "key_id",
-            cl->key_id, "transport", cl->kind == CL_WS ? "ws" : "socket.io", "replayed",
+    rta_log(RTA_LOG_INFO, "realtime catch-up done", "{s:s,s:s,s:I,s:b,s:I}", "key_id", cl->key_id,
+            "transport", cl->kind == CL_WS ? "ws" : "socket.io", "replayed",
             (json_int_t)cl->catch_count, "complete", cl->catch_complete, "to_offset",
             (json_int_t)cl->catch_cursor);
 }
@@ -1037,8 +1033,8 @@ static void auth_failed(rta_rt *rt, const char *code)
 }
 
 /* Shared key checks for both transports. Returns NULL and sets *code and *message on failure. */
-static rta_key *check_key(rta_rt *rt, const char *key_text, const char **code,
-                          const char **message, int *limit)
+static rta_key *check_key(rta_rt *rt, const char *key_text, const char **code, const char **message,
+                          int *limit)
 {
     rta_key *key = NULL;
     rta_auth_result r = rta_keyring_verify(rt->keys, key_text, &key);
@@ -1073,14 +1069,14 @@ static int sio_on_connect(void *ud, rta_sio_socket *s, json_t *auth, const rta_s
     rta_key *key = check_key(rt, text, &code, &message, &limit);
     if (key == NULL) {
         auth_failed(rt, code);
-        rta_log(RTA_LOG_INFO, "realtime connect refused", "{s:s,s:s,s:s}", "transport",
-                "socket.io", "remote_ip", hs->remote_ip ? hs->remote_ip : "", "code", code);
+        rta_log(RTA_LOG_INFO, "realtime connect refused", "{s:s,s:s,s:s}", "transport", "socket.io",
+                "remote_ip", hs->remote_ip ? hs->remote_ip : "", "code", code);
         json_t *data = json_pack("{s:s}", "code", code);
         if (strcmp(code, "too_many_connections") == 0)
             json_object_set_new(data, "limit", json_integer(limit));
-        *err_data = json_pack("{s:s,s:o}", "message",
-                              strcmp(message, "unauthorized") == 0 ? "unauthorized" : code, "data",
-                              data);
+        *err_data =
+            json_pack("{s:s,s:o}", "message",
+                      strcmp(message, "unauthorized") == 0 ? "unauthorized" : code, "data", data);
         return RTA_SIO_REJECT;
     }
     client *cl = client_new(rt, CL_SIO, key, hs->remote_ip);
@@ -1240,24 +1236,24 @@ static void ws_on_message(rta_ws *ws, int opcode, const char *data, size_t len)
     }
     if (!client_take_message(rt, cl)) {
         reply = json_pack("{s:b,s:o}", "ok", 0, "error",
-                          error_obj("rate_limited", "too many messages for this key's tier",
-                                    "op", "messages_per_minute"));
+                          error_obj("rate_limited", "too many messages for this key's tier", "op",
+                                    "messages_per_minute"));
         goto answer;
     }
     if (opcode != RTA_WS_OP_TEXT) {
-        reply = json_pack("{s:b,s:o}", "ok", 0, "error",
-                          error_obj("invalid_message", "messages are JSON text frames", "$",
-                                    "text"));
+        reply =
+            json_pack("{s:b,s:o}", "ok", 0, "error",
+                      error_obj("invalid_message", "messages are JSON text frames", "$", "text"));
         goto answer;
     }
     if (!json_is_object(msg)) {
         json_error_t jerr;
         json_t *again = msg ? NULL : json_loadb(data, len, JSON_REJECT_DUPLICATES, &jerr);
         json_decref(again);
-        reply = json_pack("{s:b,s:o}", "ok", 0, "error",
-                          error_obj("invalid_message",
-                                    msg ? "a message must be a JSON object" : jerr.text, "$",
-                                    "json"));
+        reply =
+            json_pack("{s:b,s:o}", "ok", 0, "error",
+                      error_obj("invalid_message",
+                                msg ? "a message must be a JSON object" : jerr.text, "$", "json"));
         goto answer;
     }
     json_t *op = json_object_get(msg, "op");
@@ -1287,10 +1283,10 @@ static void ws_on_message(rta_ws *ws, int opcode, const char *data, size_t len)
         type = "pong";
         reply = json_pack("{s:b,s:I}", "ok", 1, "lastOffset", (json_int_t)rt->last_event_offset);
     } else {
-        reply = json_pack("{s:b,s:o}", "ok", 0, "error",
-                          error_obj("invalid_message",
-                                    "op must be subscribe, unsubscribe, resume or ping", "op",
-                                    "enum"));
+        reply =
+            json_pack("{s:b,s:o}", "ok", 0, "error",
+                      error_obj("invalid_message",
+                                "op must be subscribe, unsubscribe, resume or ping", "op", "enum"));
     }
 answer:
     ws_reply(cl, type, reply, id);
@@ -1334,7 +1330,7 @@ static int handle_ws_upgrade(rta_rt *rt, rta_http_req *req, rta_conn *conn, cons
     rta_key *key = check_key(rt, text, &code, &message, &limit);
     if (key == NULL) {
         auth_failed(rt, code);
-        int status = strcmp(code, "forbidden") == 0             ? 403
+        int status = strcmp(code, "forbidden") == 0              ? 403
                      : strcmp(code, "too_many_connections") == 0 ? 429
                                                                  : 401;
         rta_log(RTA_LOG_INFO, "realtime connect refused", "{s:s,s:s,s:s}", "transport", "ws",
@@ -1414,12 +1410,12 @@ rta_rt *rta_rt_new(uv_loop_t *loop, const rta_rt_options *opts, rta_keyring *key
     rta_sio_server_namespace(rt->sio, NSP, &sio_handler, rt);
     rt->m_conn = rta_metrics_gauge_family("rta_realtime_connections",
                                           "Realtime connections, by transport and tier");
-    rt->m_subs = rta_metrics_gauge_family("rta_realtime_subscriptions",
-                                          "Realtime subscriptions, by type");
+    rt->m_subs =
+        rta_metrics_gauge_family("rta_realtime_subscriptions", "Realtime subscriptions, by type");
     rt->m_msgs = rta_metrics_counter_family("rta_realtime_messages_total",
                                             "Realtime client messages, by direction");
-    rt->m_bytes = rta_metrics_counter_family("rta_realtime_bytes_total",
-                                             "Realtime bytes, by direction");
+    rt->m_bytes =
+        rta_metrics_counter_family("rta_realtime_bytes_total", "Realtime bytes, by direction");
     rt->m_slow = rta_metrics_counter_family("rta_realtime_slow_consumers_total",
                                             "Slow-consumer actions, by action");
     rt->m_auth = rta_metrics_counter_family("rta_realtime_auth_failures_total",

@@ -152,8 +152,8 @@ void rta_eio_decode_binary(const void *buf, size_t len, rta_eio_packet *out)
     out->len = len;
 }
 
-int rta_eio_decode_payload(char *body, size_t len, const rta_eio_limits *lim,
-                           rta_eio_packet *out, size_t out_cap, size_t *count)
+int rta_eio_decode_payload(char *body, size_t len, const rta_eio_limits *lim, rta_eio_packet *out,
+                           size_t out_cap, size_t *count)
 {
     size_t max = lim && lim->max_packets < out_cap ? lim->max_packets : out_cap;
     size_t n = 0;
@@ -235,8 +235,7 @@ int rta_eio_encode_payload(rta_dbuf *out, const rta_eio_packet *pkts, size_t n)
 }
 
 int rta_eio_encode_open(rta_dbuf *out, const char *sid, bool upgrade_websocket,
-                        unsigned ping_interval_ms, unsigned ping_timeout_ms,
-                        size_t max_payload)
+                        unsigned ping_interval_ms, unsigned ping_timeout_ms, size_t max_payload)
 {
     int rc = RTA_EIO_ERR_TOO_LARGE;
     char *text = NULL;
@@ -244,8 +243,8 @@ int rta_eio_encode_open(rta_dbuf *out, const char *sid, bool upgrade_websocket,
     if (sid == NULL)
         return RTA_EIO_ERR_ARG;
     json_t *o = json_pack("{s:s,s:[],s:I,s:I,s:I}", "sid", sid, "upgrades", "pingInterval",
-                          (json_int_t)ping_interval_ms, "pingTimeout",
-                          (json_int_t)ping_timeout_ms, "maxPayload", (json_int_t)max_payload);
+                          (json_int_t)ping_interval_ms, "pingTimeout", (json_int_t)ping_timeout_ms,
+                          "maxPayload", (json_int_t)max_payload);
     if (o == NULL)
         return RTA_EIO_ERR_ARG; /* sid not UTF-8 */
     if (upgrade_websocket)

@@ -13,9 +13,8 @@
 #define BLOB_KEY "_rta_binary"
 #define ENCODE_MAX_DEPTH 64 /* guard for application-built payloads */
 
-static const char *const reserved_events[] = {"connect",       "connect_error",
-                                              "disconnect",    "disconnecting",
-                                              "newListener",   "removeListener"};
+static const char *const reserved_events[] = {"connect",       "connect_error", "disconnect",
+                                              "disconnecting", "newListener",   "removeListener"};
 
 const char *rta_sio_strerror(int err)
 {
@@ -331,7 +330,8 @@ static long count_blobs(const json_t *j, int depth)
     } else if (json_is_object(j)) {
         const char *k;
         json_t *v;
-        json_object_foreach((json_t *)j, k, v) {
+        json_object_foreach((json_t *)j, k, v)
+        {
             if ((sub = count_blobs(v, depth + 1)) < 0)
                 return -1;
             n += sub;
@@ -365,7 +365,8 @@ static json_t *strip_blobs(const json_t *j, rta_sio_bin *att, size_t *n)
     json_t *o = json_object();
     const char *k;
     json_t *v;
-    json_object_foreach(mj, k, v) {
+    json_object_foreach(mj, k, v)
+    {
         json_t *c = o ? strip_blobs(v, att, n) : NULL;
         if (c == NULL || json_object_set_new(o, k, c) != 0) {
             json_decref(o);
@@ -475,9 +476,8 @@ int rta_sio_encode_event(rta_dbuf *out, const char *nsp, const char *event, cons
     int rc = RTA_SIO_ERR_ARG;
     json_t *name = NULL, *off = NULL;
 
-    if (!nsp_valid(nsp) || event == NULL || is_reserved_event(event) ||
-        id > RTA_SIO_ACK_ID_MAX || (args && !json_is_array(args)) ||
-        (args && count_blobs(args, 0) != 0))
+    if (!nsp_valid(nsp) || event == NULL || is_reserved_event(event) || id > RTA_SIO_ACK_ID_MAX ||
+        (args && !json_is_array(args)) || (args && count_blobs(args, 0) != 0))
         return RTA_SIO_ERR_ARG;
     name = json_string(event);
     off = offset ? json_string(offset) : NULL;

@@ -65,8 +65,8 @@ static bool list_has_token(const char *v, size_t len, const char *token)
 
 static bool is_b64char(unsigned char c)
 {
-    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-           c == '+' || c == '/';
+    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '+' ||
+           c == '/';
 }
 
 /* Sec-WebSocket-Key must be base64 of 16 bytes: 22 alphabet characters then "==". */
@@ -100,8 +100,8 @@ int rta_ws_accept_key(const char *key, size_t key_len, char accept[RTA_WS_ACCEPT
     return 0;
 }
 
-int rta_ws_handshake_check(const char *method, int http_major, int http_minor,
-                           rta_ws_header_fn get, void *ud, char accept[RTA_WS_ACCEPT_LEN + 1])
+int rta_ws_handshake_check(const char *method, int http_major, int http_minor, rta_ws_header_fn get,
+                           void *ud, char accept[RTA_WS_ACCEPT_LEN + 1])
 {
     const char *v;
     size_t len = 0;
@@ -323,8 +323,8 @@ static int offer_accept(const deflate_offer *o, const rta_ws_deflate_config *cfg
         n += snprintf(response + n, RTA_WS_EXT_RESPONSE_MAX - (size_t)n,
                       "; server_max_window_bits=%d", p->server_max_window_bits);
     if (send_cbits)
-        snprintf(response + n, RTA_WS_EXT_RESPONSE_MAX - (size_t)n,
-                 "; client_max_window_bits=%d", p->client_max_window_bits);
+        snprintf(response + n, RTA_WS_EXT_RESPONSE_MAX - (size_t)n, "; client_max_window_bits=%d",
+                 p->client_max_window_bits);
     return 1;
 }
 
@@ -344,8 +344,7 @@ static void skip_ows(const char *s, size_t len, size_t *i)
 }
 
 int rta_ws_deflate_negotiate(const char *value, size_t len, const rta_ws_deflate_config *cfg,
-                             rta_ws_deflate_params *params,
-                             char response[RTA_WS_EXT_RESPONSE_MAX])
+                             rta_ws_deflate_params *params, char response[RTA_WS_EXT_RESPONSE_MAX])
 {
     int accepted = 0;
     size_t i = 0;

@@ -48,8 +48,8 @@ static void test_generate_shape_and_verify(void **state)
     assert_int_equal(EVP_Digest(text + 22, RTA_KEY_SECRET_LEN, want, &hl, EVP_sha256(), NULL), 1);
     assert_memory_equal(rec.secret_hash, want, 32);
     for (size_t i = 22; i < strlen(text); i++) /* base64url alphabet */
-        assert_non_null(strchr("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_",
-                               text[i]));
+        assert_non_null(
+            strchr("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_", text[i]));
 
     rta_keyring *kr = rta_keyring_new();
     rta_key *k = rta_keyring_put(kr, &rec);
@@ -101,16 +101,16 @@ static void test_malformed_and_missing(void **state)
     int n = 0;
     snprintf(cases[n++], 128, "%s", "");
     snprintf(cases[n++], 128, "%s", "rta_");
-    snprintf(cases[n++], 128, "%s", "rta_k0123456789abcdef");                 /* no secret */
-    snprintf(cases[n++], 128, "rta_k0123456789abcdef%s", good_secret);       /* no separator */
-    snprintf(cases[n++], 128, "rta_k0123456789abcdeg_%s", good_secret);      /* bad hex */
-    snprintf(cases[n++], 128, "rta_k0123456789ABCDEF_%s", good_secret);      /* upper hex */
-    snprintf(cases[n++], 128, "rtb_k0123456789abcdef_%s", good_secret);      /* wrong prefix */
-    snprintf(cases[n++], 128, "rta_x0123456789abcdef_%s", good_secret);      /* id not k... */
-    snprintf(cases[n++], 128, "rta_k0123456789abcdef_%.42s", good_secret);   /* short secret */
-    snprintf(cases[n++], 128, "rta_k0123456789abcdef_%sx", good_secret);     /* long secret */
-    snprintf(cases[n++], 128, "rta_k0123456789abcdef_%.42s=", good_secret);  /* bad alphabet */
-    snprintf(cases[n++], 128, " rta_k0123456789abcdef_%.42s", good_secret);  /* leading space */
+    snprintf(cases[n++], 128, "%s", "rta_k0123456789abcdef");               /* no secret */
+    snprintf(cases[n++], 128, "rta_k0123456789abcdef%s", good_secret);      /* no separator */
+    snprintf(cases[n++], 128, "rta_k0123456789abcdeg_%s", good_secret);     /* bad hex */
+    snprintf(cases[n++], 128, "rta_k0123456789ABCDEF_%s", good_secret);     /* upper hex */
+    snprintf(cases[n++], 128, "rtb_k0123456789abcdef_%s", good_secret);     /* wrong prefix */
+    snprintf(cases[n++], 128, "rta_x0123456789abcdef_%s", good_secret);     /* id not k... */
+    snprintf(cases[n++], 128, "rta_k0123456789abcdef_%.42s", good_secret);  /* short secret */
+    snprintf(cases[n++], 128, "rta_k0123456789abcdef_%sx", good_secret);    /* long secret */
+    snprintf(cases[n++], 128, "rta_k0123456789abcdef_%.42s=", good_secret); /* bad alphabet */
+    snprintf(cases[n++], 128, " rta_k0123456789abcdef_%.42s", good_secret); /* leading space */
     for (int i = 0; i < n; i++) {
         rta_key *got = (rta_key *)1;
         assert_int_equal(rta_keyring_verify(kr, cases[i], &got), RTA_AUTH_MALFORMED);
@@ -195,8 +195,11 @@ static void test_each_oldest_first(void **state)
         int64_t created;
     } in[] = {{"k000000000000000b", 20}, {"k000000000000000c", 30}, {"k000000000000000a", 10}};
     for (size_t i = 0; i < RTA_ARRAY_LEN(in); i++) {
-        rta_key_record r = {.id = (char *)in[i].id, .user_id = "u", .tier = "free",
-                            .role = "user", .created_ms = in[i].created};
+        rta_key_record r = {.id = (char *)in[i].id,
+                            .user_id = "u",
+                            .tier = "free",
+                            .role = "user",
+                            .created_ms = in[i].created};
         assert_non_null(rta_keyring_put(kr, &r));
     }
     char order[8] = "";

@@ -21,8 +21,8 @@ static int decode(const char *s, size_t len, char *scratch, rta_eio_packet *pkts
     return rta_eio_decode_payload(scratch, len, &lim, pkts, 16, n);
 }
 
-static void assert_pkt(const rta_eio_packet *p, rta_eio_type type, bool binary,
-                       const char *data, size_t len)
+static void assert_pkt(const rta_eio_packet *p, rta_eio_type type, bool binary, const char *data,
+                       size_t len)
 {
     assert_int_equal(p->type, type);
     assert_int_equal(p->binary, binary);
@@ -41,11 +41,11 @@ static void test_decode_single_packets(void **state)
         rta_eio_type type;
         const char *data;
     } ok[] = {
-        {"0", RTA_EIO_OPEN, ""},        {"1", RTA_EIO_CLOSE, ""},
-        {"2", RTA_EIO_PING, ""},        {"2probe", RTA_EIO_PING, "probe"},
+        {"0", RTA_EIO_OPEN, ""},           {"1", RTA_EIO_CLOSE, ""},
+        {"2", RTA_EIO_PING, ""},           {"2probe", RTA_EIO_PING, "probe"},
         {"3probe", RTA_EIO_PONG, "probe"}, {"4hello", RTA_EIO_MESSAGE, "hello"},
-        {"5", RTA_EIO_UPGRADE, ""},     {"6", RTA_EIO_NOOP, ""},
-        {"4", RTA_EIO_MESSAGE, ""},     {"4\xe2\x82\xac", RTA_EIO_MESSAGE, "\xe2\x82\xac"},
+        {"5", RTA_EIO_UPGRADE, ""},        {"6", RTA_EIO_NOOP, ""},
+        {"4", RTA_EIO_MESSAGE, ""},        {"4\xe2\x82\xac", RTA_EIO_MESSAGE, "\xe2\x82\xac"},
     };
     for (size_t i = 0; i < RTA_ARRAY_LEN(ok); i++) {
         size_t len = strlen(ok[i].in);
@@ -70,10 +70,13 @@ static void test_decode_invalid_packets(void **state)
         assert_int_equal(rta_eio_decode_packet(buf, len, &p), RTA_EIO_ERR_TYPE);
     }
     assert_int_equal(rta_eio_decode_packet(buf, 0, &p), RTA_EIO_ERR_EMPTY);
-    memcpy(buf, "\0" "4", 2);
+    memcpy(buf,
+           "\0"
+           "4",
+           2);
     assert_int_equal(rta_eio_decode_packet(buf, 2, &p), RTA_EIO_ERR_TYPE);
-    static const char *const bad_b64[] = {"bA", "bAQIDBA=", "bAQID*A==", "b====", "bA=B=",
-                                          "bAQIDBA===", "bAQ-D", "bAQ ID"};
+    static const char *const bad_b64[] = {
+        "bA", "bAQIDBA=", "bAQID*A==", "b====", "bA=B=", "bAQIDBA===", "bAQ-D", "bAQ ID"};
     for (size_t i = 0; i < RTA_ARRAY_LEN(bad_b64); i++) {
         size_t len = strlen(bad_b64[i]);
         memcpy(buf, bad_b64[i], len);
@@ -116,25 +119,31 @@ static void test_decode_payloads(void **state)
     char s[256];
 
     /* the examples of the protocol document and test suite */
-    const char p1[] = "4hello\x1e" "2\x1e" "4world";
+    const char p1[] = "4hello\x1e"
+                      "2\x1e"
+                      "4world";
     assert_int_equal(decode(p1, sizeof p1 - 1, s, pk, &n), 0);
     assert_int_equal(n, 3);
     assert_pkt(&pk[0], RTA_EIO_MESSAGE, false, "hello", 5);
     assert_pkt(&pk[1], RTA_EIO_PING, false, "", 0);
     assert_pkt(&pk[2], RTA_EIO_MESSAGE, false, "world", 5);
 
-    const char p2[] = "4hello\x1e" "bAQIDBA==";
+    const char p2[] = "4hello\x1e"
+                      "bAQIDBA==";
     assert_int_equal(decode(p2, sizeof p2 - 1, s, pk, &n), 0);
     assert_int_equal(n, 2);
     assert_pkt(&pk[0], RTA_EIO_MESSAGE, false, "hello", 5);
     assert_pkt(&pk[1], RTA_EIO_MESSAGE, true, "\x01\x02\x03\x04", 4);
 
-    const char p3[] = "4test1\x1e" "4test2\x1e" "4test3";
+    const char p3[] = "4test1\x1e"
+                      "4test2\x1e"
+                      "4test3";
     assert_int_equal(decode(p3, sizeof p3 - 1, s, pk, &n), 0);
     assert_int_equal(n, 3);
     assert_pkt(&pk[2], RTA_EIO_MESSAGE, false, "test3", 5);
 
-    const char p4[] = "42[\"hello\"]\x1e" "42[\"world\"]";
+    const char p4[] = "42[\"hello\"]\x1e"
+                      "42[\"world\"]";
     assert_int_equal(decode(p4, sizeof p4 - 1, s, pk, &n), 0);
     assert_int_equal(n, 2);
     assert_pkt(&pk[1], RTA_EIO_MESSAGE, false, "2[\"world\"]", 10);
@@ -156,14 +165,18 @@ static void test_decode_payload_errors(void **state)
     assert_int_equal(decode("", 0, s, pk, &n), RTA_EIO_ERR_EMPTY);
     const char trailing[] = "4a\x1e";
     assert_int_equal(decode(trailing, sizeof trailing - 1, s, pk, &n), RTA_EIO_ERR_EMPTY);
-    const char doubled[] = "4a\x1e\x1e" "4b";
+    const char doubled[] = "4a\x1e\x1e"
+                           "4b";
     assert_int_equal(decode(doubled, sizeof doubled - 1, s, pk, &n), RTA_EIO_ERR_EMPTY);
-    const char leading[] = "\x1e" "4a";
+    const char leading[] = "\x1e"
+                           "4a";
     assert_int_equal(decode(leading, sizeof leading - 1, s, pk, &n), RTA_EIO_ERR_EMPTY);
-    const char badb64[] = "4a\x1e" "b!!!!";
+    const char badb64[] = "4a\x1e"
+                          "b!!!!";
     assert_int_equal(decode(badb64, sizeof badb64 - 1, s, pk, &n), RTA_EIO_ERR_BASE64);
     assert_int_equal(n, 0);
-    const char badtype[] = "4a\x1e" "8b";
+    const char badtype[] = "4a\x1e"
+                           "8b";
     assert_int_equal(decode(badtype, sizeof badtype - 1, s, pk, &n), RTA_EIO_ERR_TYPE);
 
     /* 17 packets > max 16 */
@@ -248,9 +261,14 @@ static void test_encode_payload_roundtrip(void **state)
         {.type = RTA_EIO_MESSAGE, .binary = true, .data = "abc", .len = 3},
     };
     assert_int_equal(rta_eio_encode_payload(&b, in, 2), 0);
-    assert_string_equal(b.data, "4hello\x1e" "bAQIDBA==");
+    assert_string_equal(b.data, "4hello\x1e"
+                                "bAQIDBA==");
     assert_int_equal(rta_eio_encode_payload(&b, in + 2, 3), 0);
-    assert_string_equal(b.data, "4hello\x1e" "bAQIDBA==\x1e" "2\x1e" "bAP8=\x1e" "bYWJj");
+    assert_string_equal(b.data, "4hello\x1e"
+                                "bAQIDBA==\x1e"
+                                "2\x1e"
+                                "bAP8=\x1e"
+                                "bYWJj");
 
     rta_eio_packet out[16];
     size_t n;
@@ -332,8 +350,8 @@ static void test_sid(void **state)
     assert_int_equal(strlen(a), RTA_EIO_SID_LEN);
     assert_string_not_equal(a, b);
     for (size_t i = 0; i < RTA_EIO_SID_LEN; i++)
-        assert_non_null(strchr("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_",
-                               a[i]));
+        assert_non_null(
+            strchr("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_", a[i]));
 }
 
 static void test_names(void **state)

@@ -31,8 +31,8 @@ static char *render(void)
 static void test_counter_and_gauge_text(void **state)
 {
     (void)state;
-    rta_metric_family *req = rta_metrics_counter_family("rta_http_requests_total",
-                                                        "HTTP requests by route and status.");
+    rta_metric_family *req =
+        rta_metrics_counter_family("rta_http_requests_total", "HTTP requests by route and status.");
     assert_non_null(req);
     rta_counter *ok = rta_metrics_counter(req, "route=\"/v1/query\",status=\"200\"");
     rta_counter *bad = rta_metrics_counter(req, "route=\"/v1/query\",status=\"400\"");

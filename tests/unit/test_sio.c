@@ -132,33 +132,33 @@ static void test_decode_invalid(void **state)
         {"7", RTA_SIO_ERR_TYPE},
         {"9[\"x\"]", RTA_SIO_ERR_TYPE},
         {"-1", RTA_SIO_ERR_TYPE},
-        {"0[]", RTA_SIO_ERR_PAYLOAD},             /* CONNECT: object only */
+        {"0[]", RTA_SIO_ERR_PAYLOAD}, /* CONNECT: object only */
         {"0\"x\"", RTA_SIO_ERR_PAYLOAD},
-        {"1{}", RTA_SIO_ERR_PAYLOAD},             /* DISCONNECT: no payload */
+        {"1{}", RTA_SIO_ERR_PAYLOAD}, /* DISCONNECT: no payload */
         {"1/admin,[]", RTA_SIO_ERR_PAYLOAD},
-        {"2", RTA_SIO_ERR_PAYLOAD},               /* EVENT: payload required */
+        {"2", RTA_SIO_ERR_PAYLOAD}, /* EVENT: payload required */
         {"2/admin,", RTA_SIO_ERR_PAYLOAD},
         {"2[]", RTA_SIO_ERR_PAYLOAD},
-        {"2[1]", RTA_SIO_ERR_PAYLOAD},            /* numeric names refused (documented) */
+        {"2[1]", RTA_SIO_ERR_PAYLOAD}, /* numeric names refused (documented) */
         {"2[null]", RTA_SIO_ERR_PAYLOAD},
-        {"2[\"connect\"]", RTA_SIO_ERR_PAYLOAD},  /* reserved names */
+        {"2[\"connect\"]", RTA_SIO_ERR_PAYLOAD}, /* reserved names */
         {"2[\"disconnect\",1]", RTA_SIO_ERR_PAYLOAD},
         {"2[\"newListener\"]", RTA_SIO_ERR_PAYLOAD},
         {"2\"foo\"", RTA_SIO_ERR_PAYLOAD},
-        {"3", RTA_SIO_ERR_PAYLOAD},               /* ACK: array required */
+        {"3", RTA_SIO_ERR_PAYLOAD}, /* ACK: array required */
         {"312", RTA_SIO_ERR_PAYLOAD},
         {"3{}", RTA_SIO_ERR_PAYLOAD},
-        {"4[]", RTA_SIO_ERR_PAYLOAD},             /* CONNECT_ERROR: object or string */
+        {"4[]", RTA_SIO_ERR_PAYLOAD}, /* CONNECT_ERROR: object or string */
         {"4 1", RTA_SIO_ERR_PAYLOAD},
         {"2[\"foo\"", RTA_SIO_ERR_JSON},
         {"2[\"foo\"]x", RTA_SIO_ERR_JSON},
         {"2[\"foo\"] [1]", RTA_SIO_ERR_JSON},
-        {"2[\"a\\u0000b\"]", RTA_SIO_ERR_JSON},   /* NUL in strings refused */
-        {"2[\"\xff\"]", RTA_SIO_ERR_JSON},        /* invalid UTF-8 */
+        {"2[\"a\\u0000b\"]", RTA_SIO_ERR_JSON},                 /* NUL in strings refused */
+        {"2[\"\xff\"]", RTA_SIO_ERR_JSON},                      /* invalid UTF-8 */
         {"2[\"x\",99999999999999999999999]", RTA_SIO_ERR_JSON}, /* over int64 (documented) */
         {"29007199254740992[\"x\"]", RTA_SIO_ERR_ACK_ID},
         {"299999999999999999999999999[\"x\"]", RTA_SIO_ERR_ACK_ID},
-        {"5[\"x\"]", RTA_SIO_ERR_ATTACHMENTS},    /* binary types need "<n>-" */
+        {"5[\"x\"]", RTA_SIO_ERR_ATTACHMENTS}, /* binary types need "<n>-" */
         {"5-[\"x\"]", RTA_SIO_ERR_ATTACHMENTS},
         {"51[\"x\"]", RTA_SIO_ERR_ATTACHMENTS},
         {"51", RTA_SIO_ERR_ATTACHMENTS},
@@ -175,8 +175,8 @@ static void test_decode_invalid(void **state)
         rta_sio_packet p;
         int rc = dec(bad[i].in, &p);
         if (rc != bad[i].err)
-            fail_msg("case %zu \"%s\": got %d (%s) want %d", i, bad[i].in, rc,
-                     rta_sio_strerror(rc), bad[i].err);
+            fail_msg("case %zu \"%s\": got %d (%s) want %d", i, bad[i].in, rc, rta_sio_strerror(rc),
+                     bad[i].err);
         assert_null(p.data);
         assert_null(p.pending_);
     }
@@ -368,8 +368,7 @@ static void test_encode_binary_spec_examples(void **state)
     rta_dbuf_reset(&b);
     rta_sio_packet_init(&p, RTA_SIO_BINARY_EVENT);
     strcpy(p.nsp, "/admin");
-    p.data = json_pack("[s,o,o]", "baz", rta_sio_blob_new("\1\2", 2),
-                       rta_sio_blob_new("\3\4", 2));
+    p.data = json_pack("[s,o,o]", "baz", rta_sio_blob_new("\1\2", 2), rta_sio_blob_new("\3\4", 2));
     assert_int_equal(rta_sio_encode(&p, &b, att, 4, &n), 0);
     assert_string_equal(b.data, "52-/admin,[\"baz\",{\"_placeholder\":true,\"num\":0},"
                                 "{\"_placeholder\":true,\"num\":1}]");
@@ -443,8 +442,14 @@ static void test_roundtrip(void **state)
 {
     (void)state;
     static const char *const texts[] = {
-        "0", "0/admin,{\"token\":\"123\"}", "1/x,", "2[\"a\",1,2.5,null,true,{\"k\":[]}]",
-        "2/n,42[\"e\"]", "3/n,0[]", "4\"denied\"", "4{\"message\":\"m\",\"data\":{}}",
+        "0",
+        "0/admin,{\"token\":\"123\"}",
+        "1/x,",
+        "2[\"a\",1,2.5,null,true,{\"k\":[]}]",
+        "2/n,42[\"e\"]",
+        "3/n,0[]",
+        "4\"denied\"",
+        "4{\"message\":\"m\",\"data\":{}}",
         "2[\"\\u00e9\\\"q\\\\\",\"\xe2\x82\xac\"]",
     };
     for (size_t i = 0; i < RTA_ARRAY_LEN(texts); i++) {
@@ -476,8 +481,7 @@ static void test_encode_event_fast_path(void **state)
     rta_dbuf_reset(&b);
     /* recovery offset as the last argument, namespace and ack id */
     assert_int_equal(rta_sio_encode_event(&b, "/feed", "tick", args, "1700000000000-3", 5), 0);
-    assert_string_equal(b.data,
-                        "2/feed,5[\"tick\",1,\"2\",{\"3\":[true]},\"1700000000000-3\"]");
+    assert_string_equal(b.data, "2/feed,5[\"tick\",1,\"2\",{\"3\":[true]},\"1700000000000-3\"]");
     /* it decodes as a valid event */
     rta_sio_packet p;
     assert_int_equal(rta_sio_decode(b.data, b.len, NULL, &p), 0);
@@ -485,8 +489,7 @@ static void test_encode_event_fast_path(void **state)
     rta_sio_packet_clear(&p);
 
     rta_dbuf_reset(&b);
-    assert_int_equal(rta_sio_encode_event(&b, "/", "disconnect", NULL, NULL, -1),
-                     RTA_SIO_ERR_ARG);
+    assert_int_equal(rta_sio_encode_event(&b, "/", "disconnect", NULL, NULL, -1), RTA_SIO_ERR_ARG);
     assert_int_equal(rta_sio_encode_event(&b, "x", "e", NULL, NULL, -1), RTA_SIO_ERR_ARG);
     assert_int_equal(rta_sio_encode_event(&b, "/", "\xff", NULL, NULL, -1), RTA_SIO_ERR_ARG);
     json_t *obj = json_object();

@@ -28,8 +28,13 @@ static void test_iso8601_rejects(void **state)
 {
     (void)state;
     int64_t ms;
-    const char *bad[] = {"", "2025", "2025-13-01T00:00:00Z", "2025-11-27T10:20:00",
-                         "2025-11-27T25:00:00Z", "2025-11-27T10:20:00Zjunk", "x025-11-27"};
+    const char *bad[] = {"",
+                         "2025",
+                         "2025-13-01T00:00:00Z",
+                         "2025-11-27T10:20:00",
+                         "2025-11-27T25:00:00Z",
+                         "2025-11-27T10:20:00Zjunk",
+                         "x025-11-27"};
     for (size_t i = 0; i < RTA_ARRAY_LEN(bad); i++)
         assert_int_equal(rta_time_parse_iso8601(bad[i], &ms), -1);
 }
@@ -76,7 +81,7 @@ static void test_rbuf_refcount(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_iso8601_roundtrip),     cmocka_unit_test(test_iso8601_rejects),
+        cmocka_unit_test(test_iso8601_roundtrip),       cmocka_unit_test(test_iso8601_rejects),
         cmocka_unit_test(test_uuid_v7_shape_and_order), cmocka_unit_test(test_dbuf_limit),
         cmocka_unit_test(test_rbuf_refcount),
     };

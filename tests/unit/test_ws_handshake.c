@@ -112,12 +112,9 @@ static void test_method_and_version(void **state)
     (void)state;
     char accept[RTA_WS_ACCEPT_LEN + 1];
     hdrs hs = good_request();
-    assert_int_equal(rta_ws_handshake_check("POST", 1, 1, lookup, &hs, accept),
-                     RTA_WS_ERR_METHOD);
-    assert_int_equal(rta_ws_handshake_check("get", 1, 1, lookup, &hs, accept),
-                     RTA_WS_ERR_METHOD);
-    assert_int_equal(rta_ws_handshake_check(NULL, 1, 1, lookup, &hs, accept),
-                     RTA_WS_ERR_METHOD);
+    assert_int_equal(rta_ws_handshake_check("POST", 1, 1, lookup, &hs, accept), RTA_WS_ERR_METHOD);
+    assert_int_equal(rta_ws_handshake_check("get", 1, 1, lookup, &hs, accept), RTA_WS_ERR_METHOD);
+    assert_int_equal(rta_ws_handshake_check(NULL, 1, 1, lookup, &hs, accept), RTA_WS_ERR_METHOD);
     assert_int_equal(rta_ws_handshake_check("GET", 1, 0, lookup, &hs, accept),
                      RTA_WS_ERR_HTTP_VERSION);
     assert_int_equal(rta_ws_handshake_check("GET", 0, 9, lookup, &hs, accept),
@@ -153,12 +150,12 @@ static void test_bad_headers(void **state)
         {"Sec-WebSocket-Version", "130", RTA_WS_ERR_VERSION},
         {"Sec-WebSocket-Key", NULL, RTA_WS_ERR_KEY},
         {"Sec-WebSocket-Key", "", RTA_WS_ERR_KEY},
-        {"Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ", RTA_WS_ERR_KEY},     /* no padding */
-        {"Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=", RTA_WS_ERR_KEY},    /* 23 chars */
-        {"Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ===", RTA_WS_ERR_KEY},  /* 25 chars */
-        {"Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZ-==", RTA_WS_ERR_KEY},   /* url alphabet */
-        {"Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25j ZQ=", RTA_WS_ERR_KEY},   /* inner space */
-        {"Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQdE", RTA_WS_ERR_KEY},   /* 18 bytes */
+        {"Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ", RTA_WS_ERR_KEY},       /* no padding */
+        {"Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=", RTA_WS_ERR_KEY},      /* 23 chars */
+        {"Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ===", RTA_WS_ERR_KEY},    /* 25 chars */
+        {"Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZ-==", RTA_WS_ERR_KEY},     /* url alphabet */
+        {"Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25j ZQ=", RTA_WS_ERR_KEY},     /* inner space */
+        {"Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQdE", RTA_WS_ERR_KEY},     /* 18 bytes */
         {"Sec-WebSocket-Key", "AAAAAAAAAAAAAAAAAAAAAAAAAAAA", RTA_WS_ERR_KEY}, /* 21 bytes */
     };
     for (size_t i = 0; i < RTA_ARRAY_LEN(cases); i++) {
@@ -172,8 +169,7 @@ static void test_bad_headers(void **state)
         /* every header error names the header and gives a message */
         assert_string_equal(rta_ws_handshake_header(rc), cases[i].name);
         assert_non_null(rta_ws_handshake_strerror(rc));
-        assert_int_equal(rta_ws_handshake_status(rc),
-                         rc == RTA_WS_ERR_VERSION ? 426 : 400);
+        assert_int_equal(rta_ws_handshake_status(rc), rc == RTA_WS_ERR_VERSION ? 426 : 400);
     }
 }
 
@@ -182,9 +178,8 @@ static void test_response_head(void **state)
     (void)state;
     rta_dbuf b;
     rta_dbuf_init(&b, 1024);
-    assert_int_equal(rta_ws_handshake_response(&b, "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=",
-                                               "permessage-deflate"),
-                     0);
+    assert_int_equal(
+        rta_ws_handshake_response(&b, "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=", "permessage-deflate"), 0);
     assert_string_equal(b.data, "HTTP/1.1 101 Switching Protocols\r\n"
                                 "Upgrade: websocket\r\n"
                                 "Connection: Upgrade\r\n"
@@ -205,8 +200,8 @@ static void test_response_head(void **state)
 
 /* --- permessage-deflate --------------------------------------------------------------- */
 
-static int negotiate(const char *value, const rta_ws_deflate_config *cfg,
-                     rta_ws_deflate_params *p, char resp[RTA_WS_EXT_RESPONSE_MAX])
+static int negotiate(const char *value, const rta_ws_deflate_config *cfg, rta_ws_deflate_params *p,
+                     char resp[RTA_WS_EXT_RESPONSE_MAX])
 {
     return rta_ws_deflate_negotiate(value, value ? strlen(value) : 0, cfg, p, resp);
 }
@@ -232,9 +227,8 @@ static void test_deflate_basic(void **state)
     assert_int_equal(p.client_max_window_bits, 15);
 
     /* case-insensitive names, extra whitespace */
-    assert_int_equal(negotiate("  Permessage-Deflate ;  Server_No_Context_Takeover  ", &cfg, &p,
-                               resp),
-                     1);
+    assert_int_equal(
+        negotiate("  Permessage-Deflate ;  Server_No_Context_Takeover  ", &cfg, &p, resp), 1);
     assert_string_equal(resp, "permessage-deflate; server_no_context_takeover");
     assert_true(p.server_no_context_takeover);
 
@@ -262,8 +256,7 @@ static void test_deflate_window_bits(void **state)
                               "client_max_window_bits=12");
 
     /* quoted values are allowed (RFC 7692 section 7.1) */
-    assert_int_equal(negotiate("permessage-deflate; client_max_window_bits=\"9\"", &cfg, &p,
-                               resp),
+    assert_int_equal(negotiate("permessage-deflate; client_max_window_bits=\"9\"", &cfg, &p, resp),
                      1);
     assert_int_equal(p.client_max_window_bits, 9);
 
@@ -274,8 +267,7 @@ static void test_deflate_window_bits(void **state)
     assert_int_equal(negotiate("permessage-deflate", &cfg, &p, resp), 1);
     assert_string_equal(resp, "permessage-deflate; server_no_context_takeover; "
                               "client_no_context_takeover; server_max_window_bits=11");
-    assert_int_equal(negotiate("permessage-deflate; server_max_window_bits=13", &cfg, &p, resp),
-                     1);
+    assert_int_equal(negotiate("permessage-deflate; server_max_window_bits=13", &cfg, &p, resp), 1);
     assert_int_equal(p.server_max_window_bits, 11);
 
     /* server wants to limit the client window: needs client_max_window_bits in the offer */
@@ -284,8 +276,7 @@ static void test_deflate_window_bits(void **state)
     assert_int_equal(negotiate("permessage-deflate", &cfg, &p, resp), 0);
     assert_int_equal(negotiate("permessage-deflate; client_max_window_bits", &cfg, &p, resp), 1);
     assert_string_equal(resp, "permessage-deflate; client_max_window_bits=10");
-    assert_int_equal(negotiate("permessage-deflate; client_max_window_bits=8", &cfg, &p, resp),
-                     1);
+    assert_int_equal(negotiate("permessage-deflate; client_max_window_bits=8", &cfg, &p, resp), 1);
     assert_int_equal(p.client_max_window_bits, 8);
 }
 
@@ -297,18 +288,18 @@ static void test_deflate_declined_offers(void **state)
     rta_ws_deflate_params p;
     char resp[RTA_WS_EXT_RESPONSE_MAX];
     static const char *const declined[] = {
-        "permessage-deflate; server_max_window_bits",        /* value required */
-        "permessage-deflate; server_max_window_bits=7",      /* out of range */
+        "permessage-deflate; server_max_window_bits",   /* value required */
+        "permessage-deflate; server_max_window_bits=7", /* out of range */
         "permessage-deflate; server_max_window_bits=16",
         "permessage-deflate; server_max_window_bits=010",
         "permessage-deflate; client_max_window_bits=0",
         "permessage-deflate; client_max_window_bits=\"\"",
         "permessage-deflate; client_max_window_bits=\"100000000000\"",
-        "permessage-deflate; server_no_context_takeover=1",  /* takes no value */
+        "permessage-deflate; server_no_context_takeover=1", /* takes no value */
         "permessage-deflate; server_no_context_takeover; server_no_context_takeover",
         "permessage-deflate; client_max_window_bits; client_max_window_bits=10",
-        "permessage-deflate; foo",                            /* unknown parameter */
-        "x-webkit-deflate-frame",                             /* other extension */
+        "permessage-deflate; foo", /* unknown parameter */
+        "x-webkit-deflate-frame",  /* other extension */
         "foo; bar=1, baz",
     };
     for (size_t i = 0; i < RTA_ARRAY_LEN(declined); i++) {
@@ -363,8 +354,7 @@ static void test_deflate_malformed(void **state)
         if (rc != RTA_WS_ERR_EXTENSIONS)
             fail_msg("header %zu \"%s\": got %d want %d", i, bad[i], rc, RTA_WS_ERR_EXTENSIONS);
     }
-    assert_string_equal(rta_ws_handshake_header(RTA_WS_ERR_EXTENSIONS),
-                        "Sec-WebSocket-Extensions");
+    assert_string_equal(rta_ws_handshake_header(RTA_WS_ERR_EXTENSIONS), "Sec-WebSocket-Extensions");
     /* a valid offer before a malformed tail still makes the header invalid */
     assert_int_equal(negotiate("permessage-deflate, ;;", &cfg, &p, resp), RTA_WS_ERR_EXTENSIONS);
     /* embedded NUL is not a token character */
