@@ -6,6 +6,7 @@
 #include "app_internal.h"
 #include "rta/log.h"
 #include "rta/util.h"
+#include "rta/verr.h"
 
 #include <openssl/crypto.h>
 
@@ -90,12 +91,6 @@ static int valid_user(const char *s)
     return 1;
 }
 
-static void add_error(json_t *errors, const char *path, const char *rule, const char *message)
-{
-    json_array_append_new(
-        errors, json_pack("{s:s,s:s,s:s}", "path", path, "rule", rule, "message", message));
-}
-
 void api_keys_create(rta_app *app, rta_http_req *req)
 {
     json_t *body = rta_app_body_json(req);
@@ -111,30 +106,30 @@ void api_keys_create(rta_app *app, rta_http_req *req)
         snprintf(path, sizeof path, "$.%.60s", k);
         if (strcmp(k, "user") == 0) {
             if (!json_is_string(v) || !valid_user(json_string_value(v)))
-                add_error(errors, path, "user", "a string of 1-128 visible characters");
+                rta_verr_add(errors, path, "user", "a string of 1-128 visible characters");
             else
                 user = json_string_value(v);
         } else if (strcmp(k, "tier") == 0) {
             if (!json_is_string(v) || rta_tier_find(app->cfg->tiers, json_string_value(v)) == NULL)
-                add_error(errors, path, "enum", "one of free, pro, enterprise");
+                rta_verr_add(errors, path, "enum", "one of free, pro, enterprise");
             else
                 tier = json_string_value(v);
         } else if (strcmp(k, "role") == 0) {
             if (!json_is_string(v) || !rta_role_valid(json_string_value(v)))
-                add_error(errors, path, "enum", "one of user, reader, ingest, admin");
+                rta_verr_add(errors, path, "enum", "one of user, reader, ingest, admin");
             else
                 role = json_string_value(v);
         } else if (strcmp(k, "label") == 0) {
             if (!json_is_string(v) || strlen(json_string_value(v)) > 200)
-                add_error(errors, path, "string", "a string of at most 200 characters");
+                rta_verr_add(errors, path, "string", "a string of at most 200 characters");
             else
                 label = json_string_value(v);
         } else {
-            add_error(errors, path, "unknown_field", "not a field of this request");
+            rta_verr_add(errors, path, "unknown_field", "not a field of this request");
         }
     }
     if (user == NULL && json_object_get(body, "user") == NULL)
-        add_error(errors, "$.user", "required", "the key's user is required");
+        rta_verr_add(errors, "$.user", "required", "the key's user is required");
     if (json_array_size(errors) > 0) {
         rta_app_validation_error(req, errors);
         json_decref(body);
@@ -317,7 +312,7 @@ static int int_param(rta_http_req *req, const char *name, long long lo, long lon
         json_t *errors = json_array();
         char path[80];
         snprintf(path, sizeof path, "query.%s", name);
-        add_error(errors, path, "range", msg);
+        rta_verr_add(errors, path, "range", msg);
         rta_app_validation_error(req, errors);
         return -1;
     }
@@ -342,7 +337,7 @@ static int time_param(rta_http_req *req, const char *name, int64_t *out_ms)
     json_t *errors = json_array();
     char path[80];
     snprintf(path, sizeof path, "query.%s", name);
-    add_error(errors, path, "timestamp", "expected ISO-8601 or Unix seconds");
+    rta_verr_add(errors, path, "timestamp", "expected ISO-8601 or Unix seconds");
     rta_app_validation_error(req, errors);
     return -1;
 }

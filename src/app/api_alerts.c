@@ -6,6 +6,7 @@
 #include "app_internal.h"
 #include "rta/log.h"
 #include "rta/util.h"
+#include "rta/verr.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -704,12 +705,6 @@ void api_prefs_get(rta_app *app, rta_http_req *req)
     rta_http_send_json(req, 200, out);
 }
 
-static void perr(json_t *errors, const char *path, const char *rule, const char *msg)
-{
-    json_array_append_new(errors,
-                          json_pack("{s:s,s:s,s:s}", "path", path, "rule", rule, "message", msg));
-}
-
 /* "channels" ({email|webhook|push: bool}) or "defaults" ({email|webhook|push: target}): copies
  * the valid entries into out, reports the others. */
 static void validate_channel_map(json_t *v, const char *section, int booleans, json_t *errors,
@@ -718,8 +713,9 @@ static void validate_channel_map(json_t *v, const char *section, int booleans, j
     char path[96];
     snprintf(path, sizeof path, "$.%s", section);
     if (!json_is_object(v)) {
-        perr(errors, path, "type",
-             booleans ? "an object of channel: true|false" : "an object of channel: target");
+        rta_verr_add(errors, path, "type",
+                     booleans ? "an object of channel: true|false"
+                              : "an object of channel: target");
         return;
     }
     const char *ck;
@@ -729,12 +725,12 @@ static void validate_channel_map(json_t *v, const char *section, int booleans, j
         char cp[160];
         snprintf(cp, sizeof cp, "$.%s.%.60s", section, ck);
         if (strcmp(ck, "email") && strcmp(ck, "webhook") && strcmp(ck, "push"))
-            perr(errors, cp, "unknown_field", "the channels are email, webhook, push");
+            rta_verr_add(errors, cp, "unknown_field", "the channels are email, webhook, push");
         else if (booleans && !json_is_boolean(cv))
-            perr(errors, cp, "type", "true or false");
+            rta_verr_add(errors, cp, "type", "true or false");
         else if (!booleans && (!json_is_string(cv) || json_string_length(cv) == 0 ||
                                json_string_length(cv) > 2048))
-            perr(errors, cp, "type", "a target string of 1..2048 characters");
+            rta_verr_add(errors, cp, "type", "a target string of 1..2048 characters");
         else
             json_object_set(out, ck, cv);
     }
@@ -756,7 +752,8 @@ static json_t *validate_prefs(json_t *body, json_t *errors)
             if (json_is_null(v))
                 continue;
             if (!json_is_object(v)) {
-                perr(errors, path, "type", "an object {start, end, timezone, enabled?} or null");
+                rta_verr_add(errors, path, "type",
+                             "an object {start, end, timezone, enabled?} or null");
                 continue;
             }
             json_t *q = json_object();
@@ -771,32 +768,33 @@ static json_t *validate_prefs(json_t *body, json_t *errors)
                     const char *t = json_string_value(qv);
                     if (t == NULL || strlen(t) != 5 || sscanf(t, "%2d:%2d", &h, &m) != 2 || h < 0 ||
                         h > 23 || m < 0 || m > 59)
-                        perr(errors, qp, "time", "a local time HH:MM");
+                        rta_verr_add(errors, qp, "time", "a local time HH:MM");
                     else
                         json_object_set(q, qk, qv);
                 } else if (!strcmp(qk, "timezone")) {
                     if (!json_is_string(qv) || !rta_alerts_valid_timezone(json_string_value(qv)))
-                        perr(errors, qp, "timezone", "an IANA time zone such as Europe/Paris");
+                        rta_verr_add(errors, qp, "timezone",
+                                     "an IANA time zone such as Europe/Paris");
                     else
                         json_object_set(q, qk, qv);
                 } else if (!strcmp(qk, "enabled")) {
                     if (!json_is_boolean(qv))
-                        perr(errors, qp, "type", "true or false");
+                        rta_verr_add(errors, qp, "type", "true or false");
                     else
                         json_object_set(q, qk, qv);
                 } else {
-                    perr(errors, qp, "unknown_field", "start, end, timezone, enabled");
+                    rta_verr_add(errors, qp, "unknown_field", "start, end, timezone, enabled");
                 }
             }
             if (!json_object_get(v, "start"))
-                perr(errors, "$.quietHours.start", "required", "start is required");
+                rta_verr_add(errors, "$.quietHours.start", "required", "start is required");
             if (!json_object_get(v, "end"))
-                perr(errors, "$.quietHours.end", "required", "end is required");
+                rta_verr_add(errors, "$.quietHours.end", "required", "end is required");
             if (!json_object_get(q, "timezone"))
                 json_object_set_new(q, "timezone", json_string("UTC"));
             json_object_set_new(out, "quietHours", q);
         } else {
-            perr(errors, path, "unknown_field", "fields: channels, defaults, quietHours");
+            rta_verr_add(errors, path, "unknown_field", "fields: channels, defaults, quietHours");
         }
     }
     if (json_array_size(errors)) {

@@ -10,6 +10,7 @@
  */
 #include "rta/ingest.h"
 #include "rta/util.h"
+#include "rta/verr.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -29,18 +30,13 @@ typedef struct {
 
 static void add_error(ctx *c, const char *path, const char *rule, const char *message)
 {
-    if (json_array_size(c->errors) >= MAX_ERRORS)
-        return;
-    json_array_append_new(
-        c->errors, json_pack("{s:s,s:s,s:s}", "path", path, "rule", rule, "message", message));
+    rta_verr_add(c->errors, path, rule, message);
 }
 
 static void add_errorf(ctx *c, const char *base, const char *field, const char *rule,
                        const char *message)
 {
-    char path[128];
-    snprintf(path, sizeof path, "%s.%s", base, field);
-    add_error(c, path, rule, message);
+    rta_verr_add_field(c->errors, base, field, rule, message);
 }
 
 int rta_valid_slug(const char *s)
