@@ -343,8 +343,8 @@ static void skip_ows(const char *s, size_t len, size_t *i)
         (*i)++;
 }
 
-int rta_ws_deflate_negotiate(const char *value, size_t len, const rta_ws_deflate_config *cfg,
-                             rta_ws_deflate_params *params, char response[RTA_WS_EXT_RESPONSE_MAX])
+static int negotiate(const char *value, size_t len, const rta_ws_deflate_config *cfg,
+                     rta_ws_deflate_params *params, char response[RTA_WS_EXT_RESPONSE_MAX])
 {
     int accepted = 0;
     size_t i = 0;
@@ -426,4 +426,13 @@ int rta_ws_deflate_negotiate(const char *value, size_t len, const rta_ws_deflate
         /* keep parsing: a malformed tail makes the whole header invalid */
     }
     return accepted;
+}
+
+int rta_ws_deflate_negotiate(const char *value, size_t len, const rta_ws_deflate_config *cfg,
+                             rta_ws_deflate_params *params, char response[RTA_WS_EXT_RESPONSE_MAX])
+{
+    int rc = negotiate(value, len, cfg, params, response);
+    if (rc != 1) /* an offer accepted before a malformed tail does not count */
+        response[0] = '\0';
+    return rc;
 }

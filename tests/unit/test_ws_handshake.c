@@ -329,6 +329,20 @@ static void test_deflate_second_offer(void **state)
     assert_int_equal(negotiate(" , ,permessage-deflate,,", &cfg, &p, resp), 1);
 }
 
+/* An offer accepted before a malformed tail: the header is invalid and nothing is answered
+ * (found by fuzz_ws_handshake). */
+static void test_deflate_accepted_then_malformed(void **state)
+{
+    (void)state;
+    rta_ws_deflate_config cfg;
+    rta_ws_deflate_config_default(&cfg);
+    rta_ws_deflate_params p;
+    char resp[RTA_WS_EXT_RESPONSE_MAX];
+    assert_int_equal(negotiate("permessage-deflate, permessage-deflate; =1", &cfg, &p, resp),
+                     RTA_WS_ERR_EXTENSIONS);
+    assert_string_equal(resp, "");
+}
+
 static void test_deflate_malformed(void **state)
 {
     (void)state;
@@ -376,6 +390,7 @@ int main(void)
         cmocka_unit_test(test_deflate_declined_offers),
         cmocka_unit_test(test_deflate_second_offer),
         cmocka_unit_test(test_deflate_malformed),
+        cmocka_unit_test(test_deflate_accepted_then_malformed),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
