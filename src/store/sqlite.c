@@ -377,6 +377,19 @@ static void stmt_done(sqlite3_stmt *st)
     sqlite3_clear_bindings(st);
 }
 
+/* Steps a statement that returns no rows; 0 or -1 (logged). Resets it. */
+static int step_done(sqlite_conn *c, sqlite3_stmt *st, const char *op)
+{
+    int rc = sqlite3_step(st);
+    int ret = 0;
+    if (rc != SQLITE_DONE) {
+        log_sqlite(c, op, rc);
+        ret = -1;
+    }
+    stmt_done(st);
+    return ret;
+}
+
 static int bind_text(sqlite3_stmt *st, int i, const char *s)
 {
     if (s == NULL)
@@ -627,13 +640,7 @@ static int sqlite_user_ensure(void *db, const char *user_id, int64_t now_ms)
         return -1;
     bind_text(st, 1, user_id);
     sqlite3_bind_int64(st, 2, now_ms);
-    int rc = sqlite3_step(st);
-    int ret = 0;
-    if (rc != SQLITE_DONE) {
-        log_sqlite(c, "user_ensure", rc);
-        ret = -1;
-    }
-    stmt_done(st);
+    int ret = step_done(c, st, "user_ensure");
     return ret;
 }
 
@@ -651,13 +658,7 @@ static int sqlite_key_insert(void *db, const rta_key_record *k)
     sqlite3_bind_blob(st, 6, k->secret_hash, sizeof k->secret_hash, SQLITE_STATIC);
     sqlite3_bind_int64(st, 7, k->created_ms);
     sqlite3_bind_int64(st, 8, k->revoked_ms);
-    int rc = sqlite3_step(st);
-    int ret = 0;
-    if (rc != SQLITE_DONE) {
-        log_sqlite(c, "key_insert", rc);
-        ret = -1;
-    }
-    stmt_done(st);
+    int ret = step_done(c, st, "key_insert");
     return ret;
 }
 
@@ -772,13 +773,7 @@ static int sqlite_audit_append(void *db, const rta_audit_entry *e)
     bind_text(st, 5, e->request_id);
     bind_text(st, 6, e->source_ip);
     bind_text(st, 7, details);
-    int rc = sqlite3_step(st);
-    int ret = 0;
-    if (rc != SQLITE_DONE) {
-        log_sqlite(c, "audit_append", rc);
-        ret = -1;
-    }
-    stmt_done(st);
+    int ret = step_done(c, st, "audit_append");
     free(details);
     return ret;
 }
@@ -939,15 +934,11 @@ static int sqlite_points_append(void *db, const rta_point *p, size_t n)
         sqlite3_bind_text(st, 3, p[i].key1 ? p[i].key1 : "", -1, SQLITE_STATIC);
         sqlite3_bind_text(st, 4, p[i].key2 ? p[i].key2 : "", -1, SQLITE_STATIC);
         sqlite3_bind_double(st, 5, p[i].value);
-        int rc = sqlite3_step(st);
-        sqlite3_reset(st);
-        if (rc != SQLITE_DONE) {
-            log_sqlite(c, "points_append", rc);
+        if (step_done(c, st, "points_append") != 0) {
             ok = 0;
             break;
         }
     }
-    sqlite3_clear_bindings(st);
     return batch_end(c, ok);
 }
 
@@ -988,13 +979,7 @@ static int sqlite_points_prune(void *db, int64_t before_ms)
     if (st == NULL)
         return -1;
     sqlite3_bind_int64(st, 1, before_ms);
-    int rc = sqlite3_step(st);
-    int ret = 0;
-    if (rc != SQLITE_DONE) {
-        log_sqlite(c, "points_prune", rc);
-        ret = -1;
-    }
-    stmt_done(st);
+    int ret = step_done(c, st, "points_prune");
     return ret;
 }
 
@@ -1013,14 +998,11 @@ static int sqlite_protocols_upsert(void *db, const rta_protocol_meta *m, size_t 
         bind_text(st, 1, m[i].slug);
         bind_text(st, 2, m[i].name);
         bind_text(st, 3, m[i].category);
-        int rc = sqlite3_step(st);
-        sqlite3_reset(st);
-        if (rc != SQLITE_DONE) {
-            log_sqlite(c, "protocols_upsert", rc);
+        if (step_done(c, st, "protocols_upsert") != 0) {
             ok = 0;
+            break;
         }
     }
-    sqlite3_clear_bindings(st);
     return batch_end(c, ok);
 }
 
@@ -1062,14 +1044,11 @@ static int sqlite_tokens_upsert(void *db, const rta_token_meta *m, size_t n)
         bind_text(st, 1, m[i].id);
         bind_text(st, 2, m[i].symbol);
         sqlite3_bind_double(st, 3, m[i].confidence);
-        int rc = sqlite3_step(st);
-        sqlite3_reset(st);
-        if (rc != SQLITE_DONE) {
-            log_sqlite(c, "tokens_upsert", rc);
+        if (step_done(c, st, "tokens_upsert") != 0) {
             ok = 0;
+            break;
         }
     }
-    sqlite3_clear_bindings(st);
     return batch_end(c, ok);
 }
 
@@ -1133,13 +1112,7 @@ static int sqlite_kv_set(void *db, const char *key, const char *value)
         return -1;
     bind_text(st, 1, key);
     bind_text(st, 2, value != NULL ? value : "");
-    int rc = sqlite3_step(st);
-    int ret = 0;
-    if (rc != SQLITE_DONE) {
-        log_sqlite(c, "kv_set", rc);
-        ret = -1;
-    }
-    stmt_done(st);
+    int ret = step_done(c, st, "kv_set");
     return ret;
 }
 
@@ -1153,19 +1126,6 @@ static int clamp_limit(int limit)
     if (limit <= 0)
         return ALERT_LIMIT_DEFAULT;
     return limit > ALERT_LIMIT_MAX ? ALERT_LIMIT_MAX : limit;
-}
-
-/* Steps a statement that returns no rows; 0 or -1 (logged). Resets it. */
-static int step_done(sqlite_conn *c, sqlite3_stmt *st, const char *op)
-{
-    int rc = sqlite3_step(st);
-    int ret = 0;
-    if (rc != SQLITE_DONE) {
-        log_sqlite(c, op, rc);
-        ret = -1;
-    }
-    stmt_done(st);
-    return ret;
 }
 
 static int sqlite_rule_upsert(void *db, const char *rule_id, const char *user_id,
