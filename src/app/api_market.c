@@ -43,10 +43,21 @@ static void publish(rta_app *app, rta_event **evs, size_t n, rta_ingest_counts *
 static void count_item(rta_app *app, const char *kind, const char *source, rta_apply_result r,
                        rta_ingest_counts *counts)
 {
-    char labels[128];
-    snprintf(labels, sizeof labels, "kind=\"%s\",source=\"%s\",result=\"%s\"", kind, source,
-             apply_result_name[r]);
-    rta_counter_inc(rta_metrics_counter(app->m_ingest_items, labels));
+    /* this runs per update: the series pointers of the usual sources are looked up once */
+    static rta_counter *cache[2][2][3]; /* kind (tvl, price) x source (ingest, simulator) */
+    int k = kind[0] == 'p', src = strcmp(source, "ingest") == 0      ? 0
+                                  : strcmp(source, "simulator") == 0 ? 1
+                                                                     : -1;
+    rta_counter *c = src >= 0 ? cache[k][src][r] : NULL;
+    if (c == NULL) {
+        char labels[128];
+        snprintf(labels, sizeof labels, "kind=\"%s\",source=\"%s\",result=\"%s\"", kind, source,
+                 apply_result_name[r]);
+        c = rta_metrics_counter(app->m_ingest_items, labels);
+        if (src >= 0)
+            cache[k][src][r] = c;
+    }
+    rta_counter_inc(c);
     if (counts == NULL)
         return;
     counts->accepted++;
