@@ -72,7 +72,8 @@ typedef struct rta_config {
     int64_t rt_ws_idle_timeout_ms;
     int64_t rt_ping_interval_ms;
     int64_t rt_ping_timeout_ms;
-    bool rt_permessage_deflate; /* plain WebSocket compression (RFC 7692) */
+    bool rt_permessage_deflate;     /* plain WebSocket compression (RFC 7692) */
+    bool rt_sio_permessage_deflate; /* the same for Socket.IO's WebSocket transport */
     /* [alerts] */
     char *alert_retry_schedule; /* seconds between attempts, comma-separated */
     int64_t alert_lease_ms;

@@ -45,6 +45,7 @@ typedef struct rta_rt_options {
     uint64_t ping_interval_ms;      /* Engine.IO (default 25000) */
     uint64_t ping_timeout_ms;       /* Engine.IO (default 20000) */
     int permessage_deflate;         /* plain WS: accept permessage-deflate offers (default 0) */
+    int sio_permessage_deflate;     /* Socket.IO WebSocket transport: the same (default 0) */
     const rta_tier *tiers;          /* RTA_TIER_COUNT entries, borrowed for the hub's life */
 } rta_rt_options;
 

@@ -16,6 +16,13 @@
  * Broadcast fast path: a packet is encoded once (rta_sio_encode_broadcast) and, for
  * WebSocket sockets, framed once (rta_ws_frame of the same text); rta_sio_send_packet queues
  * the shared buffers on each socket. Everything runs on the loop thread.
+ *
+ * permessage-deflate (RFC 7692, opt-in with ws_permessage_deflate, like socket.io's
+ * perMessageDeflate): WebSocket transports (direct and upgraded) accept the offer with
+ * server_no_context_takeover, so a broadcast is also compressed once (rta_ws_frame_deflated of
+ * the same text, built by the caller only when rta_sio_socket_deflate says a recipient can use
+ * it) and shared via rta_sio_send_packet_deflated. Packets the server frames itself (CONNECT
+ * answers, acks, emits, pings) are compressed per message when 128 bytes or longer.
  */
 #ifndef RTA_SIO_SERVER_H
 #define RTA_SIO_SERVER_H
@@ -42,6 +49,7 @@ typedef struct rta_sio_options {
     const char *cors_origins;    /* "*" or list; "" = no CORS headers */
     int recovery;                /* include pid in CONNECT answers, offsets in events */
     const char *path;            /* URL prefix of the endpoint (default "/socket.io/") */
+    int ws_permessage_deflate;   /* 1: WebSocket transports accept permessage-deflate (0) */
     int eio_echo;                /* testing only: no Socket.IO layer, every Engine.IO message
                                     is echoed back (the Engine.IO compliance suite's server) */
 } rta_sio_options;
@@ -97,6 +105,7 @@ typedef struct rta_sio_stats {
     size_t sessions_polling, sessions_websocket;
     uint64_t packets_in, packets_out, bytes_in, bytes_out;
     uint64_t upgrades, ping_timeouts, protocol_errors;
+    size_t sessions_websocket_deflate; /* of sessions_websocket: permessage-deflate in use */
 } rta_sio_stats;
 const rta_sio_stats *rta_sio_server_stats(const rta_sio_server *srv);
 
@@ -134,5 +143,15 @@ rta_rbuf *rta_sio_encode_broadcast(const char *nsp, const char *event, const cha
  * own references. 0, -1 when the socket's backlog is over max_queued_bytes (nothing queued),
  * -2 when closed. */
 int rta_sio_send_packet(rta_sio_socket *s, rta_rbuf *eio_text, rta_rbuf *ws_frame);
+/* 1 when s is on a WebSocket transport that negotiated permessage-deflate (so a compressed
+ * frame may be worth building for it). */
+int rta_sio_socket_deflate(const rta_sio_socket *s);
+/* rta_sio_send_packet with the compressed frame too: ws_deflated = rta_ws_frame_deflated(TEXT,
+ * eio_text) (NULL when compression did not help; ignored when ws_frame is NULL). A websocket
+ * socket that negotiated permessage-deflate gets ws_deflated (rta_ws_send_frames falls back to
+ * ws_frame when the client's window is too small), any other gets what rta_sio_send_packet
+ * queues. The backlog check counts eio_text's length. Same returns. */
+int rta_sio_send_packet_deflated(rta_sio_socket *s, rta_rbuf *eio_text, rta_rbuf *ws_frame,
+                                 rta_rbuf *ws_deflated);
 
 #endif

@@ -137,12 +137,15 @@ void api_metrics(rta_app *app, rta_http_req *req)
     rta_counter_add(bout, (double)ns->bytes_out - rta_counter_value(bout));
 
     /* Engine.IO / Socket.IO protocol counters, mirrored from the server's stats */
-    static rta_metric_family *g_sio, *g_sio_sessions;
+    static rta_metric_family *g_sio, *g_sio_sessions, *g_sio_deflate;
     if (g_sio == NULL) {
         g_sio = rta_metrics_counter_family("rta_socketio_total",
                                            "Engine.IO/Socket.IO protocol counters, by kind");
         g_sio_sessions =
             rta_metrics_gauge_family("rta_socketio_sessions", "Engine.IO sessions, by transport");
+        g_sio_deflate = rta_metrics_gauge_family(
+            "rta_socketio_deflate_sessions",
+            "Engine.IO WebSocket sessions that negotiated permessage-deflate");
     }
     const rta_sio_stats *ss = rta_rt_sio_stats(app->rt);
     struct {
@@ -165,6 +168,7 @@ void api_metrics(rta_app *app, rta_http_req *req)
                   (double)ss->sessions_polling);
     rta_gauge_set(rta_metrics_gauge(g_sio_sessions, "transport=\"websocket\""),
                   (double)ss->sessions_websocket);
+    rta_gauge_set(rta_metrics_gauge(g_sio_deflate, ""), (double)ss->sessions_websocket_deflate);
 
     rta_dbuf out;
     rta_dbuf_init(&out, 64u << 20);

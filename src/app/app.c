@@ -124,6 +124,7 @@ rta_app *rta_app_init(rta_config *cfg, uv_loop_t *loop)
     ro.ping_interval_ms = (uint64_t)cfg->rt_ping_interval_ms;
     ro.ping_timeout_ms = (uint64_t)cfg->rt_ping_timeout_ms;
     ro.permessage_deflate = cfg->rt_permessage_deflate;
+    ro.sio_permessage_deflate = cfg->rt_sio_permessage_deflate;
     ro.tiers = cfg->tiers;
     app->rt = rta_rt_new(loop, &ro, app->keys, app->event_log, app->store, cfg->cors_origins);
     rta_bus_subscribe(app->bus, rta_rt_on_event, app->rt);

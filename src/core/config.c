@@ -78,6 +78,7 @@ static const option options[] = {
     O("realtime", "ping_interval_ms", OPT_INT, rt_ping_interval_ms, "25000", 100, 3600000),
     O("realtime", "ping_timeout_ms", OPT_INT, rt_ping_timeout_ms, "20000", 100, 3600000),
     O("realtime", "permessage_deflate", OPT_BOOL, rt_permessage_deflate, "false", 0, 0),
+    O("realtime", "sio_permessage_deflate", OPT_BOOL, rt_sio_permessage_deflate, "false", 0, 0),
     S("alerts", "retry_schedule", alert_retry_schedule, "0,5,300,1800,7200,18000,36000,36000"),
     O("alerts", "lease_ms", OPT_INT, alert_lease_ms, "60000", 1000, 3600000),
     O("alerts", "poll_ms", OPT_INT, alert_poll_ms, "250", 10, 60000),

@@ -465,13 +465,15 @@ static json_t *do_unsubscribe(rta_rt *rt, client *cl, json_t *payload)
 
 static void client_close_slow(rta_rt *rt, client *cl);
 
-/* An event encoded once for every recipient. The compressed plain-WS frame is built on first
- * use, i.e. only when a recipient negotiated permessage-deflate. */
+/* An event encoded once for every recipient. The compressed frames (plain WS, Socket.IO over
+ * WebSocket) are built on first use, i.e. only when a recipient negotiated permessage-deflate,
+ * and shared by all such recipients. */
 typedef struct encoded {
     rta_rbuf *sio_text, *sio_frame, *ws_frame;
-    rta_dbuf ws_text;      /* what ws_frame holds, kept for compressing */
-    rta_rbuf *ws_deflated; /* NULL: not built yet, or compression did not help */
-    int deflate_tried;
+    rta_dbuf ws_text;       /* what ws_frame holds, kept for compressing */
+    rta_rbuf *ws_deflated;  /* NULL: not built yet, or compression did not help */
+    rta_rbuf *sio_deflated; /* the same for sio_frame */
+    int deflate_tried, sio_deflate_tried;
 } encoded;
 
 /* Queues shared buffers on a client. Returns 0, or -1 when its backlog is full. */
@@ -488,6 +490,16 @@ static int client_send(rta_rt *rt, client *cl, encoded *x)
         size_t before = rta_ws_queued_bytes(cl->ws);
         rc = rta_ws_send_frames(cl->ws, x->ws_frame, x->ws_deflated);
         bytes = rta_ws_queued_bytes(cl->ws) - before;
+    } else if (rta_sio_socket_deflate(cl->sio)) {
+        if (!x->sio_deflate_tried) {
+            x->sio_deflate_tried = 1;
+            x->sio_deflated =
+                rta_ws_frame_deflated(RTA_WS_OP_TEXT, x->sio_text->data, x->sio_text->len);
+        }
+        /* counted as the plain-WS path does: the frame that was queued (compressed or not) */
+        size_t before = rta_sio_socket_queued_bytes(cl->sio);
+        rc = rta_sio_send_packet_deflated(cl->sio, x->sio_text, x->sio_frame, x->sio_deflated);
+        bytes = rc == 0 ? rta_sio_socket_queued_bytes(cl->sio) - before : 0;
     } else {
         rc = rta_sio_send_packet(cl->sio, x->sio_text, x->sio_frame);
         bytes = x->sio_text->len;
@@ -569,6 +581,8 @@ static void encoded_release(encoded *x)
         rta_rbuf_unref(x->ws_frame);
     if (x->ws_deflated)
         rta_rbuf_unref(x->ws_deflated);
+    if (x->sio_deflated)
+        rta_rbuf_unref(x->sio_deflated);
     rta_dbuf_free(&x->ws_text);
 }
 
@@ -1406,6 +1420,7 @@ rta_rt *rta_rt_new(uv_loop_t *loop, const rta_rt_options *opts, rta_keyring *key
     so.max_queued_bytes = opts->max_queued_bytes;
     so.ping_interval_ms = opts->ping_interval_ms;
     so.ping_timeout_ms = opts->ping_timeout_ms;
+    so.ws_permessage_deflate = opts->sio_permessage_deflate;
     rt->sio = rta_sio_server_new(loop, &so);
     rta_sio_server_namespace(rt->sio, NSP, &sio_handler, rt);
     rt->m_conn = rta_metrics_gauge_family("rta_realtime_connections",

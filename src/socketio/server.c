@@ -30,6 +30,9 @@
 #define MAX_PAYLOAD_PACKETS 4096 /* packets in one POST body */
 #define MAX_ATTACHMENTS 16
 #define CONTROL_HEADROOM 4096 /* control packets may pass the backlog cap by this much */
+/* Packets framed here (acks, CONNECT answers, pings, ...) are compressed per message on a ws
+ * that negotiated permessage-deflate when at least this long: shorter ones seldom shrink. */
+#define DEFLATE_MIN_BYTES 128
 
 enum { S_OPEN = 0, S_CLOSING = 1, S_CLOSED = 2 };
 /* How a session ends: who asked, and so what a pending GET is answered with. */
@@ -67,6 +70,7 @@ struct sess {
     rta_ws *probe;     /* a WebSocket being probed for the upgrade */
     int accepting;     /* 1: rta_ws_accept for the main ws running, 2: for a probe */
     int upgrading;     /* probe answered 3probe */
+    int deflate;       /* ws negotiated permessage-deflate (counted in the stats) */
     rta_sio__outq q;
     uint64_t next_ping_at, pong_deadline, connect_deadline, probe_deadline, close_deadline;
     rta_sio_socket *sockets;
@@ -470,9 +474,14 @@ static size_t backlog(const sess *s)
 }
 
 /* Queues one Engine.IO packet (data = text form, or raw bytes when binary). Takes its own
- * references. force: a control packet, allowed CONTROL_HEADROOM past the cap. 0, -1 full,
- * -2 closed. */
-static int sess_push(sess *s, rta_rbuf *data, rta_rbuf *frame, int binary, int force)
+ * references. frame: the ws frame of data prebuilt by the caller (a broadcast), with deflated
+ * its compressed form (NULL: none, send frame as is); frame NULL: framed here, and compressed
+ * when the ws negotiated permessage-deflate and data is DEFLATE_MIN_BYTES or longer. The cap
+ * check uses the uncompressed length (an upper bound of what goes on the wire); the ws then
+ * checks what is really queued. force: a control packet, allowed CONTROL_HEADROOM past the cap.
+ * 0, -1 full, -2 closed. */
+static int sess_push_frames(sess *s, rta_rbuf *data, rta_rbuf *frame, rta_rbuf *deflated,
+                            int binary, int force)
 {
     rta_sio_server *srv = s->srv;
     if (s->state != S_OPEN)
@@ -484,11 +493,17 @@ static int sess_push(sess *s, rta_rbuf *data, rta_rbuf *frame, int binary, int f
     if (s->transport == RTA_SIO__WEBSOCKET) {
         if (s->ws == NULL)
             return -2;
-        rta_rbuf *f =
-            frame ? rta_rbuf_ref(frame)
-                  : rta_ws_frame(binary ? RTA_WS_OP_BINARY : RTA_WS_OP_TEXT, data->data, data->len);
-        int rc = rta_ws_send_frame(s->ws, f);
+        int op = binary ? RTA_WS_OP_BINARY : RTA_WS_OP_TEXT;
+        rta_rbuf *f = frame ? rta_rbuf_ref(frame) : rta_ws_frame(op, data->data, data->len);
+        rta_rbuf *d = NULL;
+        if (frame)
+            d = deflated ? rta_rbuf_ref(deflated) : NULL;
+        else if (data->len >= DEFLATE_MIN_BYTES && rta_ws_deflate_enabled(s->ws))
+            d = rta_ws_frame_deflated(op, data->data, data->len);
+        int rc = rta_ws_send_frames(s->ws, f, d);
         rta_rbuf_unref(f);
+        if (d)
+            rta_rbuf_unref(d);
         kick(srv);
         if (rc == RTA_WS_OK) {
             srv->stats.bytes_out += data->len;
@@ -500,6 +515,21 @@ static int sess_push(sess *s, rta_rbuf *data, rta_rbuf *frame, int binary, int f
     if (s->get)
         dirty_mark(s);
     return 0;
+}
+
+static int sess_push(sess *s, rta_rbuf *data, rta_rbuf *frame, int binary, int force)
+{
+    return sess_push_frames(s, data, frame, NULL, binary, force);
+}
+
+/* Binds the session's WebSocket transport and counts it when it negotiated deflate. */
+static void sess_set_ws(sess *s, rta_ws *ws)
+{
+    s->ws = ws;
+    if (!s->deflate && rta_ws_deflate_enabled(ws)) {
+        s->deflate = 1;
+        s->srv->stats.sessions_websocket_deflate++;
+    }
 }
 
 static int sess_push_text(sess *s, const char *text, size_t len, int force)
@@ -580,6 +610,10 @@ static void sess_destroy(sess *s, int how, const char *reason)
     HASH_DEL(srv->sessions, s);
     dirty_unlink(s);
     count_transport(srv, s->transport, -1);
+    if (s->deflate) {
+        s->deflate = 0;
+        srv->stats.sessions_websocket_deflate--;
+    }
     if (s->bin_pending) {
         rta_sio_packet_clear(&s->bin);
         s->bin_pending = 0;
@@ -1015,7 +1049,7 @@ static sess *ws_session(rta_ws *ws)
     if (s == NULL || s->state == S_CLOSED)
         return s;
     if (s->accepting == 1 && s->ws == NULL) {
-        s->ws = ws;
+        sess_set_ws(s, ws);
         s->accepting = 0;
         rta_dbuf out;
         rta_dbuf_init(&out, 1024);
@@ -1044,7 +1078,7 @@ static void upgrade_complete(sess *s)
     }
     count_transport(srv, s->transport, -1);
     s->transport = RTA_SIO__WEBSOCKET;
-    s->ws = ws;
+    sess_set_ws(s, ws);
     count_transport(srv, s->transport, 1);
     srv->stats.upgrades++;
     dirty_unlink(s);
@@ -1160,6 +1194,7 @@ int rta_sio_server_handle_upgrade(rta_sio_server *srv, rta_http_req *req, rta_co
     wo.max_frame_bytes = srv->o.max_payload;
     wo.max_message_bytes = srv->o.max_payload;
     wo.max_queued_bytes = srv->o.max_queued_bytes + CONTROL_HEADROOM;
+    wo.permessage_deflate = srv->o.ws_permessage_deflate;
     if (info.has_sid) {
         s = sess_find(srv, info.sid);
         if (s->state != S_OPEN || s->transport != RTA_SIO__POLLING || s->probe || s->accepting) {
@@ -1359,4 +1394,17 @@ rta_rbuf *rta_sio_encode_broadcast(const char *nsp, const char *event, const cha
 int rta_sio_send_packet(rta_sio_socket *s, rta_rbuf *eio_text, rta_rbuf *ws_frame)
 {
     return sess_push(s->sess, eio_text, ws_frame, 0, 0);
+}
+
+int rta_sio_socket_deflate(const rta_sio_socket *s)
+{
+    const sess *se = s->sess;
+    return se->state == S_OPEN && se->transport == RTA_SIO__WEBSOCKET && se->ws &&
+           rta_ws_deflate_enabled(se->ws);
+}
+
+int rta_sio_send_packet_deflated(rta_sio_socket *s, rta_rbuf *eio_text, rta_rbuf *ws_frame,
+                                 rta_rbuf *ws_deflated)
+{
+    return sess_push_frames(s->sess, eio_text, ws_frame, ws_deflated, 0, 0);
 }

@@ -1,7 +1,8 @@
 /*
  * Unit tests for the Engine.IO / Socket.IO server's pure parts: request verification (the
  * reference server's error codes and their order), the outgoing queue and its polling payload
- * form, the broadcast encoder, and server setup/teardown on a loop (leaks show under ASan).
+ * form, the broadcast encoder, and server setup/teardown on a loop (leaks show under ASan);
+ * a polling session and WebSocket sessions with and without permessage-deflate on loopback.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -17,11 +18,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <unistd.h>
+#include <zlib.h>
 
 #include "rta/http.h"
 #include "rta/net.h"
 #include "rta/sio_server.h"
+#include "rta/ws.h"
 #include "socketio/server_internal.h"
 
 /* A fake session table: "pollsid" is a polling session, "wssid" a websocket one. */
@@ -287,6 +291,25 @@ static void fx_event(void *ud, rta_sio_socket *s, const char *event, json_t *arg
     free(a);
     if (strcmp(event, "hello") == 0)
         rta_sio_emit(s, "hi", json_array_get(args, 0));
+    if (strcmp(event, "bcast") == 0) { /* the broadcast path, with its shared compressed frame */
+        const char *arg = json_string_value(json_array_get(args, 0));
+        char *js = json_dumps(json_array_get(args, 0), JSON_ENCODE_ANY);
+        rta_rbuf *txt = rta_sio_encode_broadcast("/", "tick", js, strlen(js), "7");
+        rta_rbuf *frm = rta_ws_frame(RTA_WS_OP_TEXT, txt->data, txt->len);
+        rta_rbuf *dfl = rta_sio_socket_deflate(s)
+                            ? rta_ws_frame_deflated(RTA_WS_OP_TEXT, txt->data, txt->len)
+                            : NULL;
+        n = strlen(fx->events);
+        snprintf(fx->events + n, sizeof fx->events - n, "deflate=%d,%zu,%d;",
+                 rta_sio_socket_deflate(s),
+                 rta_sio_server_stats(fx->sio)->sessions_websocket_deflate, arg != NULL);
+        rta_sio_send_packet_deflated(s, txt, frm, dfl);
+        if (dfl)
+            rta_rbuf_unref(dfl);
+        rta_rbuf_unref(frm);
+        rta_rbuf_unref(txt);
+        free(js);
+    }
     if (id >= 0)
         rta_sio_ack(s, id, args);
     if (strcmp(event, "kick") == 0)
@@ -393,6 +416,145 @@ static void *client_polling(void *arg)
     return NULL;
 }
 
+/* ---- a WebSocket client (blocking, masked with a zero key, reads server frames) ---- */
+
+static int fx_deflate_opt; /* rta_sio_options.ws_permessage_deflate for run_with_client */
+
+static void fx_upgrade(void *ud, rta_http_req *req, rta_conn *conn, const char *left, size_t n)
+{
+    fixture *fx = ud;
+    if (!rta_sio_server_handle_upgrade(fx->sio, req, conn, left, n))
+        rta_http_send_error(req, 404, "not_found", "no such route", NULL);
+}
+
+static int read_full(int fd, void *buf, size_t n)
+{
+    size_t got = 0;
+    while (got < n) {
+        ssize_t r = read(fd, (char *)buf + got, n - got);
+        if (r <= 0)
+            return -1;
+        got += (size_t)r;
+    }
+    return 0;
+}
+
+static void ws_send_text(int fd, const char *text)
+{
+    size_t n = strlen(text);
+    unsigned char h[8] = {0x81};
+    size_t hl;
+    if (n < 126) {
+        h[1] = (unsigned char)(0x80 | n);
+        hl = 2;
+    } else {
+        h[1] = 0x80 | 126;
+        h[2] = (unsigned char)(n >> 8);
+        h[3] = (unsigned char)n;
+        hl = 4;
+    }
+    memset(h + hl, 0, 4); /* mask key 0: the payload goes as is */
+    if (write(fd, h, hl + 4) != (ssize_t)(hl + 4) || write(fd, text, n) != (ssize_t)n)
+        fprintf(stderr, "ws client: short write\n");
+}
+
+/* Reads one server frame into out (inflated when RSV1 is set): "<rsv1> <text>", "" on error. */
+static void ws_read_text(int fd, char *out, size_t outlen)
+{
+    unsigned char h[10];
+    out[0] = '\0';
+    if (read_full(fd, h, 2) != 0)
+        return;
+    int rsv1 = (h[0] & 0x40) != 0;
+    size_t n = h[1] & 0x7f;
+    if (n == 126) {
+        if (read_full(fd, h + 2, 2) != 0)
+            return;
+        n = ((size_t)h[2] << 8) | h[3];
+    } else if (n == 127) {
+        return;
+    }
+    unsigned char *pl = malloc(n + 4);
+    if (read_full(fd, pl, n) != 0) {
+        free(pl);
+        return;
+    }
+    char text[4096];
+    size_t tl = 0;
+    if (rsv1) {
+        memcpy(pl + n, "\0\0\xff\xff", 4);
+        z_stream z;
+        memset(&z, 0, sizeof z);
+        inflateInit2(&z, -15);
+        z.next_in = pl;
+        z.avail_in = (uInt)(n + 4);
+        z.next_out = (Bytef *)text;
+        z.avail_out = sizeof text - 1;
+        inflate(&z, Z_SYNC_FLUSH);
+        tl = sizeof text - 1 - z.avail_out;
+        inflateEnd(&z);
+    } else {
+        tl = n < sizeof text - 1 ? n : sizeof text - 1;
+        memcpy(text, pl, tl);
+    }
+    text[tl] = '\0';
+    free(pl);
+    snprintf(out, outlen, "%d %s", rsv1, text);
+}
+
+static void *client_websocket(void *arg)
+{
+    fixture *fx = arg;
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct timeval tv = {.tv_sec = 10};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)fx->port)};
+    inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
+    if (connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0) {
+        const char *req = "GET /socket.io/?EIO=4&transport=websocket HTTP/1.1\r\nHost: x\r\n"
+                          "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+                          "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                          "Sec-WebSocket-Version: 13\r\n"
+                          "Sec-WebSocket-Extensions: permessage-deflate; "
+                          "client_max_window_bits\r\n\r\n";
+        if (write(fd, req, strlen(req)) == (ssize_t)strlen(req)) {
+            char head[2048];
+            size_t hl = 0;
+            while (hl < sizeof head - 1 && read(fd, head + hl, 1) == 1) {
+                hl++;
+                if (hl >= 4 && memcmp(head + hl - 4, "\r\n\r\n", 4) == 0)
+                    break;
+            }
+            head[hl] = '\0';
+            const char *ext = strstr(head, "Sec-WebSocket-Extensions: ");
+            char line[256] = "none";
+            if (ext)
+                sscanf(ext + 26, "%255[^\r]", line);
+            record(fx, strncmp(head, "HTTP/1.1 101", 12) == 0 ? 101 : 0, line);
+            char frame[512];
+            ws_read_text(fd, frame, sizeof frame); /* the open packet */
+            record(fx, 0, frame[0] ? (strncmp(frame, "0 0{", 4) == 0 ? "open" : frame) : "");
+            ws_send_text(fd, "40");
+            ws_read_text(fd, frame, sizeof frame);
+            record(fx, 1, frame);
+            char big[400];
+            snprintf(big, sizeof big, "421[\"hello\",\"%0200d\"]", 0);
+            ws_send_text(fd, big);
+            ws_read_text(fd, frame, sizeof frame); /* the emit, framed by the server */
+            record(fx, 2, frame);
+            ws_read_text(fd, frame, sizeof frame); /* the ack */
+            record(fx, 3, frame);
+            snprintf(big, sizeof big, "42[\"bcast\",\"%0200d\"]", 1);
+            ws_send_text(fd, big);
+            ws_read_text(fd, frame, sizeof frame); /* the broadcast */
+            record(fx, 4, frame);
+        }
+    }
+    close(fd);
+    uv_async_send(&fx->done);
+    return NULL;
+}
+
 static void run_with_client(fixture *fx, void *(*client)(void *))
 {
     memset(fx, 0, sizeof *fx);
@@ -402,12 +564,14 @@ static void run_with_client(fixture *fx, void *(*client)(void *))
     rta_sio_options o;
     rta_sio_options_default(&o);
     o.ping_interval_ms = 60000; /* no pings in the way of the script */
+    o.ws_permessage_deflate = fx_deflate_opt;
     fx->sio = rta_sio_server_new(&fx->loop, &o);
     rta_sio_namespace_handler h = {fx_connect, NULL, fx_event, fx_disconnect};
     assert_int_equal(rta_sio_server_namespace(fx->sio, "/", &h, fx), 0);
     assert_int_equal(rta_sio_server_namespace(fx->sio, "/feed", &h, fx), 0);
     rta_http_limits lim = {16384, 2000000, 5000, 5000, 5000};
     fx->http = rta_http_server_new(&lim, fx_request, fx);
+    rta_http_server_set_upgrade(fx->http, fx_upgrade);
     fx->net = rta_net_new(&fx->loop, 64, fx_accept, fx);
     assert_int_equal(rta_net_listen(fx->net, "127.0.0.1", 0, NULL), 0);
     fx->port = rta_net_bound_port(fx->net);
@@ -445,6 +609,49 @@ static void test_polling_socketio_session(void **state)
     free(fx);
 }
 
+/* The WebSocket transport with a client offering permessage-deflate: with the option on, the
+ * 101 answers it, short packets go plain, the emit and ack (framed by the server, >= 128 bytes)
+ * and the broadcast (shared compressed frame) go compressed and inflate to the exact packets;
+ * with it off, no extension and everything plain. */
+static void ws_session(int deflate)
+{
+    fixture *fx = calloc(1, sizeof *fx);
+    fx_deflate_opt = deflate;
+    run_with_client(fx, client_websocket);
+    fx_deflate_opt = 0;
+    assert_int_equal(fx->nanswers, 6);
+    char want[1024], zeros[201];
+    memset(zeros, '0', 200);
+    zeros[200] = '\0';
+    assert_string_equal(fx->answers[0], deflate ? "101 permessage-deflate; "
+                                                  "server_no_context_takeover"
+                                                : "101 none");
+    assert_string_equal(fx->answers[1], "0 open");
+    assert_string_equal(fx->answers[2], "1 0 40{\"sid\":\"fixed-socket-id\"}");
+    snprintf(want, sizeof want, "2 %d 42[\"hi\",\"%s\"]", deflate, zeros);
+    assert_string_equal(fx->answers[3], want);
+    snprintf(want, sizeof want, "3 %d 431[\"%s\"]", deflate, zeros);
+    assert_string_equal(fx->answers[4], want);
+    zeros[199] = '1';
+    snprintf(want, sizeof want, "4 %d 42[\"tick\",\"%s\",\"7\"]", deflate, zeros);
+    assert_string_equal(fx->answers[5], want);
+    /* the stats count the session while it is open, and only when it negotiated deflate */
+    snprintf(want, sizeof want, "hello[\"%0200d\"]:1;bcast[\"%0200d\"]:-1;deflate=%d,%d,1;", 0, 1,
+             deflate, deflate);
+    assert_string_equal(fx->events, want);
+    free(fx);
+}
+
+static void test_websocket_deflate(void **state)
+{
+    ws_session(1);
+}
+
+static void test_websocket_no_deflate(void **state)
+{
+    ws_session(0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -456,6 +663,8 @@ int main(void)
         cmocka_unit_test(test_encode_broadcast),
         cmocka_unit_test(test_server_lifecycle),
         cmocka_unit_test(test_polling_socketio_session),
+        cmocka_unit_test(test_websocket_deflate),
+        cmocka_unit_test(test_websocket_no_deflate),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
