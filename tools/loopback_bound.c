@@ -43,9 +43,9 @@
 #include <unistd.h>
 #include <arpa/inet.h>
 
-#define SOURCE_IPS 16                   /* readers bind 127.0.0.2 .. 127.0.0.17 */
-#define PACE_SLICE_NS 1000000ull        /* with --rate: send what is due every 1 ms */
-#define SETUP_STALL_NS 10000000000ull   /* give up when no connection arrives for 10 s */
+#define SOURCE_IPS 16                 /* readers bind 127.0.0.2 .. 127.0.0.17 */
+#define PACE_SLICE_NS 1000000ull      /* with --rate: send what is due every 1 ms */
+#define SETUP_STALL_NS 10000000000ull /* give up when no connection arrives for 10 s */
 #define READ_BUF 65536
 #define MAX_WRITERS 64
 #define MAX_READERS 64
@@ -66,10 +66,10 @@ struct writer {
     pthread_t thread;
     int *fds;
     size_t nfds;
-    const char *msg;     /* batch * size bytes */
-    size_t chunk;        /* batch * size */
+    const char *msg; /* batch * size bytes */
+    size_t chunk;    /* batch * size */
     size_t size;
-    double rate;         /* messages/s for this thread, 0 = unpaced */
+    double rate; /* messages/s for this thread, 0 = unpaced */
     uint64_t t0, deadline;
     /* results */
     uint64_t bytes, writes, eagain, partial, errors;
@@ -80,8 +80,8 @@ struct writer {
 struct reader_report {
     uint64_t bytes;
     uint64_t eofs;
-    uint64_t last_ns;    /* CLOCK_MONOTONIC of the last data byte */
-    double cpu_s;        /* user+sys from "all connected" to the last EOF */
+    uint64_t last_ns; /* CLOCK_MONOTONIC of the last data byte */
+    double cpu_s;     /* user+sys from "all connected" to the last EOF */
     int32_t ok;
 };
 
@@ -117,27 +117,58 @@ static void usage(FILE *f)
 static int parse_opts(int argc, char **argv, struct opts *o)
 {
     static const struct option longopts[] = {
-        {"connections", required_argument, NULL, 'c'}, {"readers", required_argument, NULL, 'k'},
-        {"size", required_argument, NULL, 's'},        {"rate", required_argument, NULL, 'r'},
-        {"duration", required_argument, NULL, 'd'},    {"writers", required_argument, NULL, 'w'},
-        {"batch", required_argument, NULL, 'b'},       {"json", no_argument, NULL, 'j'},
-        {"help", no_argument, NULL, 'h'},              {NULL, 0, NULL, 0},
+        {"connections", required_argument, NULL, 'c'},
+        {"readers", required_argument, NULL, 'k'},
+        {"size", required_argument, NULL, 's'},
+        {"rate", required_argument, NULL, 'r'},
+        {"duration", required_argument, NULL, 'd'},
+        {"writers", required_argument, NULL, 'w'},
+        {"batch", required_argument, NULL, 'b'},
+        {"json", no_argument, NULL, 'j'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
     };
-    *o = (struct opts){.connections = 10000, .readers = 1, .size = 300, .rate = 0,
-                       .duration = 10, .writers = 1, .batch = 1, .json = 0};
+    *o = (struct opts){.connections = 10000,
+                       .readers = 1,
+                       .size = 300,
+                       .rate = 0,
+                       .duration = 10,
+                       .writers = 1,
+                       .batch = 1,
+                       .json = 0};
     int c;
     while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
         switch (c) {
-        case 'c': o->connections = strtol(optarg, NULL, 10); break;
-        case 'k': o->readers = strtol(optarg, NULL, 10); break;
-        case 's': o->size = strtol(optarg, NULL, 10); break;
-        case 'r': o->rate = strtod(optarg, NULL); break;
-        case 'd': o->duration = strtod(optarg, NULL); break;
-        case 'w': o->writers = strtol(optarg, NULL, 10); break;
-        case 'b': o->batch = strtol(optarg, NULL, 10); break;
-        case 'j': o->json = 1; break;
-        case 'h': usage(stdout); exit(0);
-        default: usage(stderr); return -1;
+        case 'c':
+            o->connections = strtol(optarg, NULL, 10);
+            break;
+        case 'k':
+            o->readers = strtol(optarg, NULL, 10);
+            break;
+        case 's':
+            o->size = strtol(optarg, NULL, 10);
+            break;
+        case 'r':
+            o->rate = strtod(optarg, NULL);
+            break;
+        case 'd':
+            o->duration = strtod(optarg, NULL);
+            break;
+        case 'w':
+            o->writers = strtol(optarg, NULL, 10);
+            break;
+        case 'b':
+            o->batch = strtol(optarg, NULL, 10);
+            break;
+        case 'j':
+            o->json = 1;
+            break;
+        case 'h':
+            usage(stdout);
+            exit(0);
+        default:
+            usage(stderr);
+            return -1;
         }
     }
     if (optind != argc || o->connections < 1 || o->readers < 1 || o->readers > MAX_READERS ||
@@ -411,8 +442,7 @@ int main(int argc, char **argv)
             close(lfd);
             close(ready_pipe[0]);
             close(report_pipe[0]);
-            int st = reader_main(ntohs(addr.sin_port), first, count, ready_pipe[1],
-                                 report_pipe[1]);
+            int st = reader_main(ntohs(addr.sin_port), first, count, ready_pipe[1], report_pipe[1]);
             free(fds);
             free(msg);
             exit(st);
@@ -442,9 +472,13 @@ int main(int argc, char **argv)
     for (long t = 0; t < o.writers; t++) {
         long first = o.connections * t / o.writers;
         long count = o.connections * (t + 1) / o.writers - first;
-        ws[t] = (struct writer){.fds = fds + first, .nfds = (size_t)count, .msg = msg,
-                                .chunk = chunk, .size = (size_t)o.size,
-                                .rate = o.rate / (double)o.writers, .t0 = t0,
+        ws[t] = (struct writer){.fds = fds + first,
+                                .nfds = (size_t)count,
+                                .msg = msg,
+                                .chunk = chunk,
+                                .size = (size_t)o.size,
+                                .rate = o.rate / (double)o.writers,
+                                .t0 = t0,
                                 .deadline = deadline};
         if (pthread_create(&ws[t].thread, NULL, writer_main, &ws[t]) != 0) {
             fprintf(stderr, "loopback_bound: pthread_create failed\n");
@@ -516,28 +550,27 @@ int main(int argc, char **argv)
            "%" PRIu64 " writes, EAGAIN %" PRIu64 ", partial %" PRIu64 ", errors %" PRIu64 "; "
            "CPU sender %.2f s (%.2f us/msg, %.2f us/write), readers %.2f s (%.2f us/msg), "
            "total %.2f us/msg; rusage sender %.2f s, readers %.2f s incl. setup (%.1f s)%s\n",
-           o.connections, o.readers, o.writers, o.size, o.batch,
-           o.rate > 0 ? "paced" : "max", sent_ps, recv_ps, recvd, sent, drain_ms, writes,
-           eagain, partial, errors, sender_cpu, s_us, w_us, reader_cpu, r_us, t_us,
-           sender_rusage, readers_rusage, setup_s, readers_ok ? "" : " [READER FAILED]");
+           o.connections, o.readers, o.writers, o.size, o.batch, o.rate > 0 ? "paced" : "max",
+           sent_ps, recv_ps, recvd, sent, drain_ms, writes, eagain, partial, errors, sender_cpu,
+           s_us, w_us, reader_cpu, r_us, t_us, sender_rusage, readers_rusage, setup_s,
+           readers_ok ? "" : " [READER FAILED]");
     if (o.rate > 0)
         printf("  target rate %.0f msg/s\n", o.rate);
     if (o.json)
         printf("{\"tool\":\"loopback_bound\",\"connections\":%ld,\"readers\":%ld,\"writers\":%ld,"
                "\"size\":%ld,\"batch\":%ld,\"rate\":%.0f,\"duration_s\":%.3f,"
                "\"sent_msgs\":%" PRIu64 ",\"sent_per_s\":%.0f,\"recv_msgs\":%" PRIu64
-               ",\"recv_per_s\":%.0f,\"drain_ms\":%.1f,\"writes\":%" PRIu64
-               ",\"eagain\":%" PRIu64 ",\"partial_writes\":%" PRIu64
-               ",\"write_errors\":%" PRIu64 ",\"eofs\":%" PRIu64
+               ",\"recv_per_s\":%.0f,\"drain_ms\":%.1f,\"writes\":%" PRIu64 ",\"eagain\":%" PRIu64
+               ",\"partial_writes\":%" PRIu64 ",\"write_errors\":%" PRIu64 ",\"eofs\":%" PRIu64
                ",\"sender_cpu_s\":%.3f,\"reader_cpu_s\":%.3f,"
                "\"sender_us_per_msg\":%.3f,\"sender_us_per_write\":%.3f,"
                "\"reader_us_per_msg\":%.3f,\"total_us_per_msg\":%.3f,"
                "\"sender_rusage_s\":%.3f,\"readers_rusage_s\":%.3f,\"setup_s\":%.3f,"
                "\"ok\":%s}\n",
-               o.connections, o.readers, o.writers, o.size, o.batch, o.rate, send_s, sent,
-               sent_ps, recvd, recv_ps, drain_ms, writes, eagain, partial, errors, reofs,
-               sender_cpu, reader_cpu, s_us, w_us, r_us, t_us, sender_rusage, readers_rusage,
-               setup_s, readers_ok ? "true" : "false");
+               o.connections, o.readers, o.writers, o.size, o.batch, o.rate, send_s, sent, sent_ps,
+               recvd, recv_ps, drain_ms, writes, eagain, partial, errors, reofs, sender_cpu,
+               reader_cpu, s_us, w_us, r_us, t_us, sender_rusage, readers_rusage, setup_s,
+               readers_ok ? "true" : "false");
     rc = readers_ok && rbytes == bytes ? 0 : 1;
 out:
     if (fds) {

@@ -27,6 +27,7 @@ typedef struct rta_config {
     char *data_dir;
     char *log_level;
     int64_t max_connections;
+    int64_t write_threads; /* WebSocket writes off the loop thread; 0 = on it */
     int64_t max_header_bytes;
     int64_t max_body_bytes;
     int64_t header_timeout_ms;

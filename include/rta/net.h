@@ -40,13 +40,15 @@ struct rta_conn {
     SSL *ssl; /* NULL on plain TCP */
     uint64_t id;
     char remote_ip[INET6_ADDRSTRLEN];
-    size_t write_queued_bytes; /* handed to uv_write and not yet completed */
+    size_t write_queued_bytes; /* handed to the socket layer and not yet written */
     size_t writes_in_flight;
-    uint64_t deadline_ms; /* 0 = none; uv_now() based */
+    struct rta_wside *wside; /* non-NULL: writes go through a writer thread */
+    uint64_t deadline_ms;    /* 0 = none; uv_now() based */
     unsigned closing : 1;
     unsigned shutting_down : 1;
     unsigned read_paused : 1;
     unsigned is_listener_tls : 1;
+    unsigned offload_wanted : 1; /* offload once the writes in flight are done */
     rta_conn *prev, *next;
 };
 
@@ -56,6 +58,8 @@ typedef struct rta_net_stats {
     uint64_t refused_fds;   /* accept failed for lack of descriptors */
     uint64_t tls_handshake_failures;
     uint64_t bytes_in, bytes_out;
+    uint64_t writes;          /* write submissions (one writev each, however many buffers) */
+    uint64_t writes_deferred; /* of those, the ones the socket did not take at once */
     size_t open;
 } rta_net_stats;
 
@@ -74,6 +78,14 @@ void rta_net_stop_listening(rta_net *net);
 void rta_net_close_all(rta_net *net);
 size_t rta_net_open_count(const rta_net *net);
 const rta_net_stats *rta_net_get_stats(const rta_net *net);
+/* Starts n writer threads (0: every write stays on the loop thread, the default). Connections
+ * then opt in with rta_conn_offload_writes. Call before listening. 0 or a negative uv error. */
+int rta_net_set_writers(rta_net *net, unsigned n);
+unsigned rta_net_writers(const rta_net *net);
+/* Calls cb on the loop thread once the writer threads have tried every write handed to them
+ * so far (written it, or parked it because that socket is full). Returns 1, or 0 when there
+ * are no writer threads (writes are tried when made: nothing to wait for; cb is not called). */
+int rta_net_write_barrier(rta_net *net, void (*cb)(void *ud), void *ud);
 /* Frees net; all handles must be closed and the loop run until they are. */
 void rta_net_free(rta_net *net);
 /* Calls fn for each open conn. */
@@ -89,6 +101,11 @@ void rta_conn_set_proto(rta_conn *c, const rta_conn_proto *proto, void *data);
 int rta_conn_write(rta_conn *c, rta_rbuf *buf);
 /* Same for several buffers in one system call (plain TCP). */
 int rta_conn_writev(rta_conn *c, rta_rbuf **bufs, size_t n);
+/* From now on c's socket writes are made by a writer thread (when the net has writers and c
+ * is plain TCP; else nothing changes). Order and every rta_conn call stay the same: buffers are
+ * released, write_queued_bytes falls and on_drain runs on the loop thread as writes finish.
+ * For long-lived connections that receive fan-out (WebSocket). */
+void rta_conn_offload_writes(rta_conn *c);
 /* Closes after queued writes are flushed (TCP shutdown, then close). */
 void rta_conn_close_graceful(rta_conn *c);
 /* Closes now; queued writes are dropped. */

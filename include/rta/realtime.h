@@ -54,6 +54,8 @@ void rta_rt_options_default(rta_rt_options *o);
 rta_rt *rta_rt_new(uv_loop_t *loop, const rta_rt_options *opts, rta_keyring *keys,
                    rta_event_log *log, rta_store *store, const char *cors_origins);
 void rta_rt_free(rta_rt *rt);
+/* The server's connections: with writer threads, fan-out is paced by their progress. */
+void rta_rt_set_net(rta_rt *rt, rta_net *net);
 
 /* Bus subscriber: fans an event out to matching clients (use with rta_bus_subscribe). */
 void rta_rt_on_event(void *rt, rta_event *e);

@@ -135,6 +135,16 @@ void api_metrics(rta_app *app, rta_http_req *req)
     rta_counter_add(bin, (double)ns->bytes_in - rta_counter_value(bin));
     rta_counter *bout = rta_metrics_counter(g_net_bytes, "direction=\"out\"");
     rta_counter_add(bout, (double)ns->bytes_out - rta_counter_value(bout));
+    static rta_metric_family *g_net_writes;
+    if (g_net_writes == NULL)
+        g_net_writes = rta_metrics_counter_family(
+            "rta_network_writes_total",
+            "Socket writes (one writev each); path=deferred: the socket did not take it all at "
+            "once and the rest waited for it to become writable");
+    rta_counter *wnow = rta_metrics_counter(g_net_writes, "path=\"immediate\"");
+    rta_counter_add(wnow, (double)(ns->writes - ns->writes_deferred) - rta_counter_value(wnow));
+    rta_counter *wdef = rta_metrics_counter(g_net_writes, "path=\"deferred\"");
+    rta_counter_add(wdef, (double)ns->writes_deferred - rta_counter_value(wdef));
 
     /* Engine.IO / Socket.IO protocol counters, mirrored from the server's stats */
     static rta_metric_family *g_sio, *g_sio_sessions, *g_sio_deflate;

@@ -303,6 +303,12 @@ int rta_app_start(rta_app *app)
     rta_http_server_set_upgrade(app->http, on_upgrade);
     rta_http_server_set_cors(app->http, cfg->cors_origins);
     app->net = rta_net_new(app->loop, (size_t)cfg->max_connections, on_accept, app);
+    if (rta_net_set_writers(app->net, (unsigned)cfg->write_threads) != 0) {
+        rta_log(RTA_LOG_ERROR, "cannot start writer threads", "{s:I}", "write_threads",
+                (json_int_t)cfg->write_threads);
+        return -1;
+    }
+    rta_rt_set_net(app->rt, app->net);
     if (listen_on(app, cfg->listen, NULL) != 0)
         return -1;
     if (cfg->tls_listen[0]) {

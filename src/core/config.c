@@ -39,6 +39,7 @@ static const option options[] = {
     S("server", "data_dir", data_dir, "./var"),
     S("server", "log_level", log_level, "info"),
     O("server", "max_connections", OPT_INT, max_connections, "19000", 1, 1000000),
+    O("server", "write_threads", OPT_INT, write_threads, "1", 0, 64),
     O("server", "max_header_bytes", OPT_INT, max_header_bytes, "16384", 1024, 1 << 20),
     O("server", "max_body_bytes", OPT_INT, max_body_bytes, "4194304", 1024, 256 << 20),
     O("server", "header_timeout_ms", OPT_INT, header_timeout_ms, "10000", 100, 3600000),

@@ -5,6 +5,7 @@
 #include "rta/net.h"
 #include "rta/log.h"
 #include "rta/util.h"
+#include "writer.h"
 
 #include <openssl/err.h>
 #include <stdlib.h>
@@ -34,6 +35,8 @@ struct rta_net {
     uint64_t next_id;
     rta_net_stats stats;
     uint64_t last_refusal_log_ms;
+    rta_writers writers;          /* writers.n == 0: none */
+    int stop_writers_on_idle;     /* close_all ran while jobs were still out */
     char read_buf[READ_BUF_SIZE]; /* reads are consumed synchronously: one buffer serves all */
 };
 
@@ -76,6 +79,14 @@ void rta_conn_close(rta_conn *c)
         c->proto->on_close(c);
     c->proto = NULL;
     c->proto_data = NULL;
+    if (c->wside) { /* the writer lets go of the socket first; then it is closed */
+        uv_read_stop((uv_stream_t *)&c->tcp);
+        rta_wjob *j = rta_xcalloc(1, sizeof *j);
+        j->conn = c;
+        j->kind = RTA_WJOB_DETACH;
+        rta_writers_submit(&c->net->writers, c->wside, j);
+        return;
+    }
     uv_close((uv_handle_t *)&c->tcp, on_closed);
 }
 
@@ -96,12 +107,38 @@ void rta_conn_close_graceful(rta_conn *c)
         rta_conn_write(c, NULL);
     }
     uv_read_stop((uv_stream_t *)&c->tcp);
+    if (c->wside) { /* shut down after what the writer still has; closed when it is done */
+        rta_wjob *j = rta_xcalloc(1, sizeof *j);
+        j->conn = c;
+        j->kind = RTA_WJOB_SHUTDOWN;
+        c->writes_in_flight++;
+        rta_writers_submit(&c->net->writers, c->wside, j);
+        return;
+    }
     uv_shutdown_t *req = rta_xmalloc(sizeof *req);
     req->data = c;
     if (uv_shutdown(req, (uv_stream_t *)&c->tcp, on_shutdown) != 0) {
         free(req);
         rta_conn_close(c);
     }
+}
+
+static void offload_now(rta_conn *c)
+{
+    uv_os_fd_t fd;
+    c->offload_wanted = 0;
+    if (uv_fileno((uv_handle_t *)&c->tcp, &fd) == 0)
+        c->wside = rta_writers_attach(&c->net->writers, fd);
+}
+
+void rta_conn_offload_writes(rta_conn *c)
+{
+    if (c->net->writers.n == 0 || c->ssl || c->wside || c->closing || c->shutting_down)
+        return;
+    if (c->writes_in_flight > 0) /* libuv still has some: switch when they are written */
+        c->offload_wanted = 1;
+    else
+        offload_now(c);
 }
 
 static void on_write(uv_write_t *req, int status)
@@ -118,36 +155,84 @@ static void on_write(uv_write_t *req, int status)
             rta_conn_close(c);
         return;
     }
+    if (c->writes_in_flight == 0 && c->offload_wanted && !c->closing)
+        offload_now(c);
     if (c->writes_in_flight == 0 && !c->closing && c->proto && c->proto->on_drain)
         c->proto->on_drain(c);
 }
 
-static int submit_write(rta_conn *c, rta_rbuf **bufs, size_t n)
+/* Hands bufs[first..n) to libuv, the first one starting skip bytes in. */
+static int queue_write(rta_conn *c, rta_rbuf **bufs, size_t n, size_t first, size_t skip)
 {
-    write_req *w = rta_xmalloc(sizeof *w + n * sizeof(rta_rbuf *));
+    size_t m = n - first;
+    write_req *w = rta_xmalloc(sizeof *w + m * sizeof(rta_rbuf *));
     uv_buf_t stackbufs[16];
-    uv_buf_t *ubufs = n <= 16 ? stackbufs : rta_xmalloc(n * sizeof(uv_buf_t));
+    uv_buf_t *ubufs = m <= 16 ? stackbufs : rta_xmalloc(m * sizeof(uv_buf_t));
     w->conn = c;
-    w->nbufs = n;
+    w->nbufs = m;
     w->bytes = 0;
-    for (size_t i = 0; i < n; i++) {
-        w->bufs[i] = rta_rbuf_ref(bufs[i]);
-        ubufs[i] = uv_buf_init(bufs[i]->data, (unsigned)bufs[i]->len);
-        w->bytes += bufs[i]->len;
+    for (size_t i = 0; i < m; i++) {
+        rta_rbuf *b = bufs[first + i];
+        size_t off = i == 0 ? skip : 0;
+        w->bufs[i] = rta_rbuf_ref(b);
+        ubufs[i] = uv_buf_init(b->data + off, (unsigned)(b->len - off));
+        w->bytes += b->len - off;
     }
-    int rc = uv_write(&w->req, (uv_stream_t *)&c->tcp, ubufs, (unsigned)n, on_write);
+    int rc = uv_write(&w->req, (uv_stream_t *)&c->tcp, ubufs, (unsigned)m, on_write);
     if (ubufs != stackbufs)
         free(ubufs);
     if (rc != 0) {
-        for (size_t i = 0; i < n; i++)
+        for (size_t i = 0; i < m; i++)
             rta_rbuf_unref(w->bufs[i]);
         free(w);
         return -1;
     }
     c->write_queued_bytes += w->bytes;
     c->writes_in_flight++;
-    c->net->stats.bytes_out += w->bytes;
     return 0;
+}
+
+/* Writes bufs now when the socket takes them (the common case: one system call, no request,
+ * no completion to run later, no poll-set change), and queues whatever it did not take. */
+static int submit_write(rta_conn *c, rta_rbuf **bufs, size_t n)
+{
+    size_t total = 0;
+    for (size_t i = 0; i < n; i++)
+        total += bufs[i]->len;
+    c->net->stats.bytes_out += total;
+    c->net->stats.writes++;
+    if (c->wside) {
+        rta_wjob *j = rta_xmalloc(sizeof *j + n * sizeof(rta_rbuf *));
+        memset(j, 0, sizeof *j);
+        j->conn = c;
+        j->kind = RTA_WJOB_WRITE;
+        j->nbufs = n;
+        j->bytes = total;
+        for (size_t i = 0; i < n; i++)
+            j->bufs[i] = rta_rbuf_ref(bufs[i]);
+        c->write_queued_bytes += total;
+        c->writes_in_flight++;
+        rta_writers_submit(&c->net->writers, c->wside, j);
+        return 0;
+    }
+    size_t done = 0;
+    if (c->writes_in_flight == 0 && n <= 64) {
+        uv_buf_t ubufs[64];
+        for (size_t i = 0; i < n; i++)
+            ubufs[i] = uv_buf_init(bufs[i]->data, (unsigned)bufs[i]->len);
+        int rc = uv_try_write((uv_stream_t *)&c->tcp, ubufs, (unsigned)n);
+        if (rc > 0)
+            done = (size_t)rc; /* errors: uv_write meets them again and on_write closes */
+    }
+    if (done == total)
+        return 0;
+    c->net->stats.writes_deferred++;
+    size_t first = 0;
+    while (done >= bufs[first]->len) { /* skip what went out; done < total keeps first < n */
+        done -= bufs[first]->len;
+        first++;
+    }
+    return queue_write(c, bufs, n, first, done);
 }
 
 /* Moves whatever OpenSSL wrote into its output BIO onto the socket. */
@@ -441,12 +526,100 @@ void rta_net_stop_listening(rta_net *net)
         }
 }
 
+typedef struct write_barrier {
+    unsigned left; /* writers still to answer */
+    void (*cb)(void *ud);
+    void *ud;
+} write_barrier;
+
+/* Loop thread: jobs back from the writers, in order. */
+static void on_writer_done(void *ud, rta_wjob *jobs)
+{
+    rta_net *net = ud;
+    rta_wjob *next;
+    for (rta_wjob *j = jobs; j; j = next) {
+        next = j->next;
+        rta_conn *c = j->conn;
+        switch (j->kind) {
+        case RTA_WJOB_BARRIER: {
+            write_barrier *b = j->barrier;
+            if (--b->left == 0) {
+                b->cb(b->ud);
+                free(b);
+            }
+            break;
+        }
+        case RTA_WJOB_WRITE:
+            for (size_t i = 0; i < j->nbufs; i++)
+                rta_rbuf_unref(j->bufs[i]);
+            c->write_queued_bytes -= j->bytes;
+            c->writes_in_flight--;
+            if (j->deferred)
+                net->stats.writes_deferred++;
+            if (j->status < 0 && j->status != UV_ECANCELED)
+                rta_conn_close(c); /* no-op when already closing */
+            else if (c->writes_in_flight == 0 && !c->closing && c->proto && c->proto->on_drain)
+                c->proto->on_drain(c);
+            break;
+        case RTA_WJOB_SHUTDOWN:
+            c->writes_in_flight--;
+            rta_conn_close(c);
+            break;
+        case RTA_WJOB_DETACH:
+            free(c->wside);
+            c->wside = NULL;
+            uv_close((uv_handle_t *)&c->tcp, on_closed);
+            break;
+        }
+        free(j);
+    }
+    if (net->stop_writers_on_idle && net->writers.outstanding == 0) {
+        net->stop_writers_on_idle = 0;
+        rta_writers_stop(&net->writers);
+    }
+}
+
+int rta_net_set_writers(rta_net *net, unsigned n)
+{
+    if (n == 0 || net->writers.n > 0)
+        return 0;
+    return rta_writers_start(&net->writers, net->loop, n, on_writer_done, net);
+}
+
+int rta_net_write_barrier(rta_net *net, void (*cb)(void *ud), void *ud)
+{
+    if (net->writers.n == 0)
+        return 0;
+    write_barrier *b = rta_xmalloc(sizeof *b);
+    b->left = net->writers.n;
+    b->cb = cb;
+    b->ud = ud;
+    for (unsigned i = 0; i < net->writers.n; i++) {
+        rta_wjob *j = rta_xcalloc(1, sizeof *j);
+        j->kind = RTA_WJOB_BARRIER;
+        j->barrier = b;
+        rta_writers_submit_to(&net->writers, i, j);
+    }
+    return 1;
+}
+
+unsigned rta_net_writers(const rta_net *net)
+{
+    return net->writers.n;
+}
+
 void rta_net_close_all(rta_net *net)
 {
     while (net->conns)
         rta_conn_close(net->conns);
     if (!uv_is_closing((uv_handle_t *)&net->sweep))
         uv_close((uv_handle_t *)&net->sweep, NULL);
+    if (net->writers.n > 0) { /* the threads stop once every detach has come back */
+        if (net->writers.outstanding == 0)
+            rta_writers_stop(&net->writers);
+        else
+            net->stop_writers_on_idle = 1;
+    }
 }
 
 void rta_net_each(rta_net *net, void (*fn)(void *ud, rta_conn *c), void *ud)
@@ -471,6 +644,8 @@ const rta_net_stats *rta_net_get_stats(const rta_net *net)
 
 void rta_net_free(rta_net *net)
 {
+    if (net->writers.n > 0) /* a start that failed before rta_net_close_all */
+        rta_writers_stop(&net->writers);
     free(net);
 }
 

@@ -124,6 +124,9 @@ struct rta_rt {
     rta_event **queue;
     size_t qhead, qlen, qcap;
     uv_idle_t pump;
+    rta_net *net;          /* for write barriers; NULL: writes are made when queued */
+    int slice_unfenced;    /* the last slice's writes were queued: fence them on the next run */
+    int slices_in_flight;  /* slices fenced and not yet back from the writer threads */
     uv_timer_t pump_retry; /* catch-ups whose clients are all blocked: retry shortly */
     int pump_on;
     int closed;       /* shut down: no more fan-out */
@@ -847,6 +850,7 @@ static int client_take_message(rta_rt *rt, client *cl)
 #define PUMP_EVENTS 4096 /* events fanned out per loop turn (the byte budget binds first) */
 #define CATCH_READ 128   /* log entries a catching-up client reads per loop turn */
 #define CATCH_RETRY_MS 20
+#define SLICES_IN_FLIGHT 2 /* fan-out slices handed to writer threads and not yet written */
 
 static void pump_start(rta_rt *rt);
 static void ws_send_json(client *cl, json_t *o);
@@ -943,9 +947,28 @@ static int catch_step(rta_rt *rt, client *cl, uint64_t now)
     return n == CATCH_READ; /* fewer than asked: this is the end of the log, caught up */
 }
 
+static void on_slice_written(void *ud)
+{
+    rta_rt *rt = ud;
+    rt->slices_in_flight--;
+    pump_start(rt);
+}
+
 static void on_pump(uv_idle_t *h)
 {
     rta_rt *rt = h->data;
+    /* With writer threads a slice is written after this turn, not in it: the previous turn's
+     * writes (queued by the check phase since) get a fence, and at most SLICES_IN_FLIGHT
+     * slices are on their way, so a reading client still never holds more than
+     * SLICES_IN_FLIGHT budgets of one burst. */
+    if (rt->slice_unfenced && rt->net && rta_net_write_barrier(rt->net, on_slice_written, rt))
+        rt->slices_in_flight++;
+    rt->slice_unfenced = 0;
+    if (rt->slices_in_flight >= SLICES_IN_FLIGHT) {
+        uv_idle_stop(&rt->pump); /* on_slice_written starts it again */
+        rt->pump_on = 0;
+        return;
+    }
     /* per turn: at most PUMP_EVENTS events and a quarter of the backlog cap in frame bytes, so
      * a client that reads never sees its backlog fill from one burst */
     size_t budget = rt->opts.max_queued_bytes / 4, spent = 0;
@@ -956,6 +979,8 @@ static void on_pump(uv_idle_t *h)
         spent += fan_out(rt, e);
         rta_event_unref(e);
     }
+    if (spent > 0)
+        rt->slice_unfenced = 1;
     uint64_t now = uv_now(rt->loop);
     int blocked_only = 1;
     client *cl = rt->catching;
@@ -1443,6 +1468,11 @@ rta_rt *rta_rt_new(uv_loop_t *loop, const rta_rt_options *opts, rta_keyring *key
                                      "Event creation to write, per fanned-out event", NULL, 0),
         "");
     return rt;
+}
+
+void rta_rt_set_net(rta_rt *rt, rta_net *net)
+{
+    rt->net = net;
 }
 
 void rta_rt_shutdown(rta_rt *rt)

@@ -103,6 +103,7 @@ static ws_loop *loops;
 
 static void ws_flush_one(rta_ws *ws);
 static void ws_on_read(rta_conn *c, const char *data, size_t len);
+static void ws_on_drain(rta_conn *c);
 
 /* ---- per-loop flusher ---- */
 
@@ -328,6 +329,8 @@ static void ws_flush_one(rta_ws *ws)
     ws->pending = NULL;
     ws->cap_pending = 0;
     ws->listed = 0;
+    if (ws->conn && ws->conn->writes_in_flight == 0) /* the socket took it all at once */
+        ws_on_drain(ws->conn);
     if (ws->conn && ws->close_after_flush && !ws->conn->closing)
         rta_conn_close_graceful(ws->conn);
     busy_leave(ws);
@@ -826,6 +829,7 @@ rta_ws *rta_ws_accept(rta_http_req *req, rta_conn *conn, const char *leftover, s
     rta_conn_set_proto(conn, &ws_proto, ws);
     rta_conn_write(conn, head);
     rta_rbuf_unref(head);
+    rta_conn_offload_writes(conn); /* fan-out writes go to a writer thread, when there are any */
     rta_conn_set_timeout(conn, ws->opts.idle_timeout_ms);
     rta_conn_resume_read(conn);
     if (len > 0) {
