@@ -27,7 +27,7 @@ typedef struct rta_conn rta_conn;
 typedef struct rta_conn_proto {
     const char *name;
     void (*on_read)(rta_conn *c, const char *data, size_t len);
-    void (*on_drain)(rta_conn *c);   /* optional: write queue emptied */
+    void (*on_drain)(rta_conn *c);   /* optional: write queue emptied, after drain_wanted */
     void (*on_timeout)(rta_conn *c); /* optional: deadline passed */
     void (*on_close)(rta_conn *c);   /* free proto_data; conn freed after */
 } rta_conn_proto;
@@ -49,6 +49,7 @@ struct rta_conn {
     unsigned read_paused : 1;
     unsigned is_listener_tls : 1;
     unsigned offload_wanted : 1; /* offload once the writes in flight are done */
+    unsigned drain_wanted : 1;   /* set by the protocol: call on_drain when the queue empties */
     rta_conn *prev, *next;
 };
 
@@ -82,6 +83,9 @@ const rta_net_stats *rta_net_get_stats(const rta_net *net);
  * then opt in with rta_conn_offload_writes. Call before listening. 0 or a negative uv error. */
 int rta_net_set_writers(rta_net *net, unsigned n);
 unsigned rta_net_writers(const rta_net *net);
+/* Hands the writes queued so far to the writer threads now (else a prepare handle does it
+ * before the loop next polls). Called by whoever just queued a batch of writes. */
+void rta_net_flush_writes(rta_net *net);
 /* Calls cb on the loop thread once the writer threads have tried every write handed to them
  * so far (written it, or parked it because that socket is full). Returns 1, or 0 when there
  * are no writer threads (writes are tried when made: nothing to wait for; cb is not called). */

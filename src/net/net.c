@@ -36,6 +36,7 @@ struct rta_net {
     rta_net_stats stats;
     uint64_t last_refusal_log_ms;
     rta_writers writers;          /* writers.n == 0: none */
+    uv_prepare_t flush_prepare;   /* hands queued writes over before the loop blocks */
     int stop_writers_on_idle;     /* close_all ran while jobs were still out */
     char read_buf[READ_BUF_SIZE]; /* reads are consumed synchronously: one buffer serves all */
 };
@@ -85,6 +86,7 @@ void rta_conn_close(rta_conn *c)
         j->conn = c;
         j->kind = RTA_WJOB_DETACH;
         rta_writers_submit(&c->net->writers, c->wside, j);
+        rta_writers_flush(&c->net->writers);
         return;
     }
     uv_close((uv_handle_t *)&c->tcp, on_closed);
@@ -113,6 +115,7 @@ void rta_conn_close_graceful(rta_conn *c)
         j->kind = RTA_WJOB_SHUTDOWN;
         c->writes_in_flight++;
         rta_writers_submit(&c->net->writers, c->wside, j);
+        rta_writers_flush(&c->net->writers);
         return;
     }
     uv_shutdown_t *req = rta_xmalloc(sizeof *req);
@@ -157,8 +160,11 @@ static void on_write(uv_write_t *req, int status)
     }
     if (c->writes_in_flight == 0 && c->offload_wanted && !c->closing)
         offload_now(c);
-    if (c->writes_in_flight == 0 && !c->closing && c->proto && c->proto->on_drain)
+    if (c->writes_in_flight == 0 && c->drain_wanted && !c->closing && c->proto &&
+        c->proto->on_drain) {
+        c->drain_wanted = 0;
         c->proto->on_drain(c);
+    }
 }
 
 /* Hands bufs[first..n) to libuv, the first one starting skip bytes in. */
@@ -194,6 +200,13 @@ static int queue_write(rta_conn *c, rta_rbuf **bufs, size_t n, size_t first, siz
 
 /* Writes bufs now when the socket takes them (the common case: one system call, no request,
  * no completion to run later, no poll-set change), and queues whatever it did not take. */
+static void on_flush_prepare(uv_prepare_t *h)
+{
+    rta_net *net = h->data;
+    rta_writers_flush(&net->writers);
+    uv_prepare_stop(h);
+}
+
 static int submit_write(rta_conn *c, rta_rbuf **bufs, size_t n)
 {
     size_t total = 0;
@@ -213,6 +226,8 @@ static int submit_write(rta_conn *c, rta_rbuf **bufs, size_t n)
         c->write_queued_bytes += total;
         c->writes_in_flight++;
         rta_writers_submit(&c->net->writers, c->wside, j);
+        if (!uv_is_active((uv_handle_t *)&c->net->flush_prepare)) /* unless flushed sooner */
+            uv_prepare_start(&c->net->flush_prepare, on_flush_prepare);
         return 0;
     }
     size_t done = 0;
@@ -558,8 +573,11 @@ static void on_writer_done(void *ud, rta_wjob *jobs)
                 net->stats.writes_deferred++;
             if (j->status < 0 && j->status != UV_ECANCELED)
                 rta_conn_close(c); /* no-op when already closing */
-            else if (c->writes_in_flight == 0 && !c->closing && c->proto && c->proto->on_drain)
+            else if (c->writes_in_flight == 0 && c->drain_wanted && !c->closing && c->proto &&
+                     c->proto->on_drain) {
+                c->drain_wanted = 0;
                 c->proto->on_drain(c);
+            }
             break;
         case RTA_WJOB_SHUTDOWN:
             c->writes_in_flight--;
@@ -583,7 +601,19 @@ int rta_net_set_writers(rta_net *net, unsigned n)
 {
     if (n == 0 || net->writers.n > 0)
         return 0;
-    return rta_writers_start(&net->writers, net->loop, n, on_writer_done, net);
+    int rc = rta_writers_start(&net->writers, net->loop, n, on_writer_done, net);
+    if (rc == 0) {
+        uv_prepare_init(net->loop, &net->flush_prepare);
+        net->flush_prepare.data = net;
+        uv_unref((uv_handle_t *)&net->flush_prepare);
+    }
+    return rc;
+}
+
+void rta_net_flush_writes(rta_net *net)
+{
+    if (net->writers.npend > 0)
+        rta_writers_flush(&net->writers);
 }
 
 int rta_net_write_barrier(rta_net *net, void (*cb)(void *ud), void *ud)
@@ -600,6 +630,7 @@ int rta_net_write_barrier(rta_net *net, void (*cb)(void *ud), void *ud)
         j->barrier = b;
         rta_writers_submit_to(&net->writers, i, j);
     }
+    rta_writers_flush(&net->writers);
     return 1;
 }
 
@@ -614,6 +645,8 @@ void rta_net_close_all(rta_net *net)
         rta_conn_close(net->conns);
     if (!uv_is_closing((uv_handle_t *)&net->sweep))
         uv_close((uv_handle_t *)&net->sweep, NULL);
+    if (net->writers.n > 0 && !uv_is_closing((uv_handle_t *)&net->flush_prepare))
+        uv_close((uv_handle_t *)&net->flush_prepare, NULL);
     if (net->writers.n > 0) { /* the threads stop once every detach has come back */
         if (net->writers.outstanding == 0)
             rta_writers_stop(&net->writers);

@@ -21,8 +21,8 @@ struct rta_writer {
     uv_loop_t loop;
     uv_async_t wake;
     pthread_mutex_t mu;
-    rta_wlist in; /* submitted by the loop thread, under mu */
-    int stop;     /* under mu */
+    rta_wlist in;  /* submitted by the loop thread, under mu */
+    int stop;      /* under mu */
     rta_wlist out; /* finished in this callback, posted at its end (writer thread only) */
     _Atomic uint64_t syscalls;
 };
@@ -266,6 +266,7 @@ int rta_writers_start(rta_writers *set, uv_loop_t *loop, unsigned n, rta_writer_
     set->done_async.data = set;
     uv_unref((uv_handle_t *)&set->done_async);
     set->w = rta_xcalloc(n, sizeof *set->w);
+    set->pend = rta_xcalloc(n, sizeof *set->pend);
     for (unsigned i = 0; i < n; i++) {
         rta_writer *w = &set->w[i];
         w->set = set;
@@ -292,6 +293,7 @@ void rta_writers_stop(rta_writers *set)
 {
     if (set->w == NULL)
         return;
+    rta_writers_flush(set);
     for (unsigned i = 0; i < set->n; i++) {
         rta_writer *w = &set->w[i];
         pthread_mutex_lock(&w->mu);
@@ -303,7 +305,9 @@ void rta_writers_stop(rta_writers *set)
         pthread_mutex_destroy(&w->mu);
     }
     free(set->w);
+    free(set->pend);
     set->w = NULL;
+    set->pend = NULL;
     set->n = 0;
     uv_close((uv_handle_t *)&set->done_async, NULL);
 }
@@ -320,11 +324,30 @@ static void submit(rta_writers *set, rta_writer *w, rta_wjob *job)
 {
     if (set->outstanding++ == 0)
         uv_ref((uv_handle_t *)&set->done_async); /* the loop runs until every job is back */
-    job->next = NULL;
-    pthread_mutex_lock(&w->mu);
-    list_push(&w->in, job);
-    pthread_mutex_unlock(&w->mu);
-    uv_async_send(&w->wake);
+    rta_wlist *l = &set->pend[w - set->w];
+    if (l->head == NULL)
+        set->npend++;
+    list_push(l, job);
+}
+
+void rta_writers_flush(rta_writers *set)
+{
+    for (unsigned i = 0; i < set->n && set->npend > 0; i++) {
+        rta_wlist *l = &set->pend[i];
+        if (l->head == NULL)
+            continue;
+        rta_writer *w = &set->w[i];
+        pthread_mutex_lock(&w->mu);
+        if (w->in.tail)
+            w->in.tail->next = l->head;
+        else
+            w->in.head = l->head;
+        w->in.tail = l->tail;
+        pthread_mutex_unlock(&w->mu);
+        l->head = l->tail = NULL;
+        set->npend--;
+        uv_async_send(&w->wake);
+    }
 }
 
 void rta_writers_submit(rta_writers *set, rta_wside *s, rta_wjob *job)

@@ -34,14 +34,14 @@ typedef enum {
 
 typedef struct rta_wjob {
     struct rta_wjob *next;
-    rta_conn *conn;     /* NULL for a barrier */
-    void *barrier;      /* a barrier's owner (net.c) */
+    rta_conn *conn; /* NULL for a barrier */
+    void *barrier;  /* a barrier's owner (net.c) */
     rta_wjob_kind kind;
-    int status;         /* set by the writer: 0, or a negative uv error */
-    unsigned deferred;  /* set by the writer: the socket did not take it at once */
+    int status;        /* set by the writer: 0, or a negative uv error */
+    unsigned deferred; /* set by the writer: the socket did not take it at once */
     size_t nbufs;
     size_t bytes;
-    rta_rbuf *bufs[];   /* the loop's references, released when the job comes back */
+    rta_rbuf *bufs[]; /* the loop's references, released when the job comes back */
 } rta_wjob;
 
 typedef struct rta_writer rta_writer;
@@ -70,7 +70,9 @@ typedef void (*rta_writer_done_fn)(void *ud, rta_wjob *jobs);
 typedef struct rta_writers {
     rta_writer *w;
     unsigned n;
-    unsigned next; /* round-robin assignment */
+    unsigned next;   /* round-robin assignment */
+    rta_wlist *pend; /* per writer: submitted on the loop thread, not yet handed over */
+    int npend;       /* writers with something in pend */
     uv_async_t done_async;
     pthread_mutex_t done_mu;
     rta_wlist done;
@@ -87,10 +89,13 @@ int rta_writers_start(rta_writers *ws, uv_loop_t *loop, unsigned n, rta_writer_d
 void rta_writers_stop(rta_writers *ws);
 /* Picks the writer for a new offloaded conn and makes its side. */
 rta_wside *rta_writers_attach(rta_writers *ws, int fd);
-/* Hands a job for side's conn to its writer. */
+/* Queues a job for side's conn to its writer; rta_writers_flush hands it over. */
 void rta_writers_submit(rta_writers *ws, rta_wside *side, rta_wjob *job);
-/* Hands a barrier job to writer i (0 <= i < n). */
+/* Queues a barrier job for writer i (0 <= i < n). */
 void rta_writers_submit_to(rta_writers *ws, unsigned i, rta_wjob *job);
+/* Hands every queued job to its writer: one lock and one wake-up per writer. Order is kept:
+ * jobs reach each writer in the order they were submitted. */
+void rta_writers_flush(rta_writers *ws);
 /* Counters summed over the writers (any thread may read them). */
 uint64_t rta_writers_syscalls(const rta_writers *ws);
 

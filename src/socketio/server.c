@@ -1399,8 +1399,7 @@ int rta_sio_send_packet(rta_sio_socket *s, rta_rbuf *eio_text, rta_rbuf *ws_fram
 int rta_sio_socket_deflate(const rta_sio_socket *s)
 {
     const sess *se = s->sess;
-    return se->state == S_OPEN && se->transport == RTA_SIO__WEBSOCKET && se->ws &&
-           rta_ws_deflate_enabled(se->ws);
+    return se->deflate && se->state == S_OPEN && se->transport == RTA_SIO__WEBSOCKET && se->ws;
 }
 
 int rta_sio_send_packet_deflated(rta_sio_socket *s, rta_rbuf *eio_text, rta_rbuf *ws_frame,

@@ -52,21 +52,19 @@
 
 typedef struct ws_loop ws_loop;
 
+#define INLINE_PENDING 3 /* frames a ws queues in a turn without an array of its own */
+
 struct rta_ws {
     unsigned magic;
     rta_conn *conn; /* NULL once the conn is gone */
-    rta_ws__rx rx;  /* receive-side parser */
-    rta_ws_options opts;
-    rta_ws_handler h;
-    void *ud;
-    ws_loop *wl;
-    char *held; /* leftover bytes after the upgrade head, fed on the first flush */
-    size_t held_len;
-    /* send */
-    rta_rbuf **pending;
+    /* send: the fan-out path touches these, so they come first and together */
+    rta_rbuf **pending; /* inline_pending, or an array of cap_pending when more were queued */
     size_t npending, cap_pending;
     size_t pending_bytes;
+    size_t max_queued_bytes; /* opts.max_queued_bytes */
     rta_ws *flush_next;
+    ws_loop *wl;
+    rta_rbuf *inline_pending[INLINE_PENDING];
     unsigned listed : 1;        /* on wl's flush list (or being flushed) */
     unsigned full : 1;          /* a send returned RTA_WS_FULL: call on_writable later */
     unsigned close_started : 1; /* rta_ws_close sent our close frame */
@@ -79,6 +77,12 @@ struct rta_ws {
     unsigned close_received : 1; /* the peer's close frame arrived */
     /* permessage-deflate */
     unsigned deflate : 1; /* negotiated */
+    rta_ws__rx rx;        /* receive-side parser */
+    rta_ws_options opts;
+    rta_ws_handler h;
+    void *ud;
+    char *held; /* leftover bytes after the upgrade head, fed on the first flush */
+    size_t held_len;
     rta_ws_deflate_params dp;
     z_stream *inf; /* created on the first compressed message */
     int busy;
@@ -89,6 +93,7 @@ struct rta_ws {
 /* One per libuv loop with live ws: the flush list and its handles. */
 struct ws_loop {
     uv_loop_t *loop;
+    rta_net *net; /* whose writes this flush queued (one server per loop) */
     uv_check_t check;
     uv_idle_t idle;
     rta_ws *head, *tail;
@@ -146,6 +151,10 @@ static void on_check(uv_check_t *h)
             wl->tail = NULL;
         ws->flush_next = NULL;
         ws_flush_one(ws); /* clears ws->listed; may free ws */
+    }
+    if (wl->net) {
+        rta_net_flush_writes(wl->net);
+        wl->net = NULL;
     }
     uv_idle_stop(&wl->idle);
     uv_check_stop(&wl->check);
@@ -227,7 +236,8 @@ static void drop_pending(rta_ws *ws)
 static void ws_free(rta_ws *ws)
 {
     drop_pending(ws);
-    free(ws->pending);
+    if (ws->pending != ws->inline_pending)
+        free(ws->pending);
     free(ws->held);
     rta_ws__inflate_free(ws->inf);
     rta_ws__rx_free(&ws->rx);
@@ -294,9 +304,18 @@ static void ws_conn_on_close(rta_conn *c)
 /* Appends b (the caller's reference is taken over) and lists ws for the next flush. */
 static void push_pending(rta_ws *ws, rta_rbuf *b)
 {
-    if (ws->npending == ws->cap_pending) {
-        ws->cap_pending = ws->cap_pending ? ws->cap_pending * 2 : 8;
-        ws->pending = rta_xrealloc(ws->pending, ws->cap_pending * sizeof *ws->pending);
+    if (ws->pending == NULL) {
+        ws->pending = ws->inline_pending;
+        ws->cap_pending = INLINE_PENDING;
+    } else if (ws->npending == ws->cap_pending) {
+        size_t cap = ws->cap_pending * 2;
+        if (ws->pending == ws->inline_pending) {
+            ws->pending = rta_xmalloc(cap * sizeof *ws->pending);
+            memcpy(ws->pending, ws->inline_pending, sizeof ws->inline_pending);
+        } else {
+            ws->pending = rta_xrealloc(ws->pending, cap * sizeof *ws->pending);
+        }
+        ws->cap_pending = cap;
     }
     ws->pending[ws->npending++] = b;
     ws->pending_bytes += b->len;
@@ -322,10 +341,12 @@ static void ws_flush_one(rta_ws *ws)
         free(held);
     }
     if (ws->conn && ws->npending) {
+        ws->wl->net = ws->conn->net; /* writer threads get the turn's writes in one hand-over */
         rta_conn_writev(ws->conn, ws->pending, ws->npending);
         drop_pending(ws);
     }
-    free(ws->pending); /* idle connections hold no send array */
+    if (ws->pending != ws->inline_pending)
+        free(ws->pending); /* idle connections hold no send array */
     ws->pending = NULL;
     ws->cap_pending = 0;
     ws->listed = 0;
@@ -621,8 +642,12 @@ static void ws_on_timeout(rta_conn *c)
 static void ws_on_drain(rta_conn *c)
 {
     rta_ws *ws = c->proto_data;
-    if (!ws->full || rta_ws_queued_bytes(ws) > ws->opts.max_queued_bytes / 2)
+    if (!ws->full)
         return;
+    if (rta_ws_queued_bytes(ws) > ws->max_queued_bytes / 2) {
+        c->drain_wanted = 1; /* not yet: ask again when what is in flight now is written */
+        return;
+    }
     ws->full = 0;
     if (ws->h.on_writable && !ws->close_started && !ws->close_after_flush) {
         busy_enter(ws);
@@ -810,6 +835,7 @@ rta_ws *rta_ws_accept(rta_http_req *req, rta_conn *conn, const char *leftover, s
         ws->opts.max_message_bytes = 1 << 20;
     if (ws->opts.max_queued_bytes == 0)
         ws->opts.max_queued_bytes = 1 << 20;
+    ws->max_queued_bytes = ws->opts.max_queued_bytes;
     if (handler)
         ws->h = *handler;
     ws->ud = ud;
@@ -968,8 +994,9 @@ int rta_ws_send_frame(rta_ws *ws, rta_rbuf *frame)
         return RTA_WS_CLOSED;
     size_t queued = rta_ws_queued_bytes(ws);
     /* a frame larger than the whole cap still goes out when nothing else is queued */
-    if (queued > 0 && queued + frame->len > ws->opts.max_queued_bytes) {
+    if (queued > 0 && queued + frame->len > ws->max_queued_bytes) {
         ws->full = 1;
+        ws->conn->drain_wanted = 1; /* ws_on_drain: tell the sender when there is room */
         return RTA_WS_FULL;
     }
     push_pending(ws, rta_rbuf_ref(frame));
