@@ -13,6 +13,7 @@
 #include "rta/util.h"
 
 #include <signal.h>
+#include <sys/resource.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -171,6 +172,11 @@ int main(int argc, char **argv)
     char err[512];
     rta_config_init(&cfg);
     signal(SIGPIPE, SIG_IGN);
+    struct rlimit nofile; /* every client is a descriptor: take all the system allows */
+    if (getrlimit(RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_cur < nofile.rlim_max) {
+        nofile.rlim_cur = nofile.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &nofile);
+    }
 
     /* the config file first, so the environment and flags can override it */
     for (int i = 1; i < argc; i++) {

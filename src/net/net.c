@@ -8,12 +8,15 @@
 #include "writer.h"
 
 #include <openssl/err.h>
+#include <stdint.h>
+#include <sys/resource.h>
 #include <stdlib.h>
 #include <string.h>
 
 #define READ_BUF_SIZE (64 * 1024)
 #define MAX_LISTENERS 4
 #define SWEEP_MS 250
+#define FD_RESERVE 100 /* descriptors kept for everything but client connections */
 
 typedef struct listener {
     uv_tcp_t tcp;
@@ -25,6 +28,7 @@ typedef struct listener {
 struct rta_net {
     uv_loop_t *loop;
     size_t max_connections;
+    size_t fd_cap; /* connections the open-file limit leaves room for */
     rta_net_accept_fn on_accept;
     void *ud;
     listener listeners[MAX_LISTENERS];
@@ -429,6 +433,22 @@ static void on_connection(uv_stream_t *server, int status)
         else
             uv_ip4_name((struct sockaddr_in *)&ss, c->remote_ip, sizeof c->remote_ip);
     }
+    if (net->stats.open >= net->fd_cap) {
+        /* libuv would drop connections silently once accept fails with EMFILE: refuse them
+         * here first, while descriptors are left for the store, logs and outgoing requests */
+        net->stats.refused_fds++;
+        uint64_t now = uv_now(net->loop);
+        if (now - net->last_refusal_log_ms >= 1000) {
+            net->last_refusal_log_ms = now;
+            rta_log(RTA_LOG_WARN, "refusing connections: out of file descriptors", "{s:I,s:I,s:I}",
+                    "open", (json_int_t)net->stats.open, "open_file_limit",
+                    (json_int_t)(net->fd_cap + FD_RESERVE), "refused_total",
+                    (json_int_t)net->stats.refused_fds);
+        }
+        c->closing = 1;
+        uv_close((uv_handle_t *)&c->tcp, on_closed);
+        return;
+    }
     if (net->stats.open >= net->max_connections) {
         net->stats.refused_limit++;
         uint64_t now = uv_now(net->loop);
@@ -484,6 +504,19 @@ rta_net *rta_net_new(uv_loop_t *loop, size_t max_connections, rta_net_accept_fn 
     rta_net *net = rta_xcalloc(1, sizeof *net);
     net->loop = loop;
     net->max_connections = max_connections;
+    net->fd_cap = SIZE_MAX;
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY) {
+        net->fd_cap = rl.rlim_cur > 2 * FD_RESERVE ? (size_t)rl.rlim_cur - FD_RESERVE
+                                                   : (size_t)rl.rlim_cur / 2;
+        if (max_connections > net->fd_cap)
+            rta_log(RTA_LOG_WARN,
+                    "server.max_connections is above what the open-file limit allows: "
+                    "connections past the limit are refused as out of file descriptors",
+                    "{s:I,s:I,s:I}", "max_connections", (json_int_t)max_connections,
+                    "open_file_limit", (json_int_t)rl.rlim_cur, "connections_possible",
+                    (json_int_t)net->fd_cap);
+    }
     net->on_accept = on_accept;
     net->ud = ud;
     uv_timer_init(loop, &net->sweep);
