@@ -11,7 +11,8 @@
  * Connection i subscribes to protocol "p<i % rooms>", so there are --rooms rooms.
  *
  * The parent process drives ingest itself at --rate updates/s over one keep-alive HTTP
- * connection (a POST /v1/ingest every 10 ms carrying the updates due; the update k goes to
+ * connection (a POST /v1/ingest every --ingest-interval ms, 10 by default, carrying the updates
+ * due, one POST in flight at most; the update k goes to
  * protocol p<k % rooms>). Each TVL value encodes the sender's wall clock (rta/bench.h), so a
  * receiver computes the delivery latency as its own clock minus the value's: both run on
  * this machine. Workers keep a log-linear histogram and report it, with their counters, to the
@@ -73,6 +74,7 @@ typedef struct bench_opts {
     const char *nsp;
     const char *chain;
     int connections, workers, rooms, source_ips, ramp;
+    int ingest_interval_ms; /* a POST of the updates due this often (one in flight at most) */
     double rate, duration, warmup, connect_timeout;
     int mode, sub, ingest_mode, no_ingest, json, chain_in_sub;
     double threshold; /* a fraction, as rtad's changePercent (0.01 = 1%) */
@@ -88,6 +90,7 @@ static bench_opts O = {
     .rooms = 100,
     .source_ips = 16,
     .ramp = 256,
+    .ingest_interval_ms = 10,
     .rate = 1000,
     .duration = 20,
     .warmup = 3,
@@ -1187,6 +1190,7 @@ static void usage(FILE *f)
             "  --ramp N             concurrent handshakes per worker (default 256)\n"
             "  --ingest-url URL     where to POST updates (default: --url)\n"
             "  --ingest-mode rta|reference  ingest dialect (same wire format today)\n"
+            "  --ingest-interval MS a POST of the updates due every MS ms (default 10)\n"
             "  --no-ingest          do not ingest (events come from elsewhere)\n"
             "  --json               also print the result as one JSON line\n");
 }
@@ -1240,6 +1244,7 @@ static int parse_args(int argc, char **argv)
         {"ramp", required_argument, 0, 'p'},
         {"ingest-url", required_argument, 0, 'I'},
         {"ingest-mode", required_argument, 0, 'M'},
+        {"ingest-interval", required_argument, 0, 'N'},
         {"no-ingest", no_argument, 0, 'n'},
         {"json", no_argument, 0, 'j'},
         {"help", no_argument, 0, 'h'},
@@ -1269,6 +1274,11 @@ static int parse_args(int argc, char **argv)
             break;
         case 'R':
             O.rate = atof(optarg);
+            break;
+        case 'N':
+            O.ingest_interval_ms = atoi(optarg);
+            if (O.ingest_interval_ms < 1 || O.ingest_interval_ms > 10000)
+                return -1;
             break;
         case 'd':
             O.duration = atof(optarg);
@@ -1426,7 +1436,8 @@ int main(int argc, char **argv)
     uv_timer_start(&P.phase_timer, phase_cb, 100, 100);
     uv_timer_init(P.loop, &P.ingest_timer);
     if (!O.no_ingest && O.rate > 0)
-        uv_timer_start(&P.ingest_timer, ingest_tick_cb, 10, 10);
+        uv_timer_start(&P.ingest_timer, ingest_tick_cb, (uint64_t)O.ingest_interval_ms,
+                       (uint64_t)O.ingest_interval_ms);
     uv_signal_init(P.loop, &P.sigint);
     uv_signal_start(&P.sigint, sigint_cb, SIGINT);
     set_phase(P_CONNECT);

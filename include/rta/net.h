@@ -33,24 +33,26 @@ typedef struct rta_conn_proto {
 } rta_conn_proto;
 
 struct rta_conn {
-    uv_tcp_t tcp;
+    /* what the fan-out path reads for every delivery, together in the first cache line */
     rta_net *net;
     const rta_conn_proto *proto;
     void *proto_data;
-    SSL *ssl; /* NULL on plain TCP */
-    uint64_t id;
-    char remote_ip[INET6_ADDRSTRLEN];
     size_t write_queued_bytes; /* handed to the socket layer and not yet written */
     size_t writes_in_flight;
     struct rta_wside *wside; /* non-NULL: writes go through a writer thread */
-    uint64_t deadline_ms;    /* 0 = none; uv_now() based */
+    SSL *ssl;                /* NULL on plain TCP */
     unsigned closing : 1;
     unsigned shutting_down : 1;
     unsigned read_paused : 1;
     unsigned is_listener_tls : 1;
     unsigned offload_wanted : 1; /* offload once the writes in flight are done */
     unsigned drain_wanted : 1;   /* set by the protocol: call on_drain when the queue empties */
+    /* the rest */
+    uint64_t id;
+    uint64_t deadline_ms; /* 0 = none; uv_now() based */
     rta_conn *prev, *next;
+    char remote_ip[INET6_ADDRSTRLEN];
+    uv_tcp_t tcp; /* tcp.data points back to the conn */
 };
 
 typedef struct rta_net_stats {

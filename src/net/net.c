@@ -408,7 +408,10 @@ static void on_connection(uv_stream_t *server, int status)
         rta_log(RTA_LOG_ERROR, "accept failed", "{s:s}", "error", uv_strerror(status));
         return;
     }
-    rta_conn *c = rta_xcalloc(1, sizeof *c);
+    rta_conn *c = aligned_alloc(64, (sizeof *c + 63) & ~(size_t)63); /* hot fields: one line */
+    if (c == NULL)
+        abort();
+    memset(c, 0, sizeof *c);
     uv_tcp_init(net->loop, &c->tcp);
     c->tcp.data = c;
     c->net = net;
