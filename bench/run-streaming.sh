@@ -10,7 +10,8 @@
 # Everything listens on and connects to loopback only; each server is started fresh for its run
 # and stopped after it. Env: BUILD_DIR (default build-bench, RelWithDebInfo, shared with
 # run-query.sh),
-# RTAD_PORT (18080), REF_PORT (18090), OUT_DIR (where the JSON results go; default a temp dir).
+# RTAD_PORT (18080), REF_PORT (18090), OUT_DIR (where the JSON results go; default a temp dir),
+# RTAD_ARGS (extra rtad flags, e.g. "--set server.write_threads=0").
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -93,7 +94,7 @@ if [ -z "$ONLY" ] || [ "$ONLY" = rtad ]; then
         --set server.max_connections=19500 \
         --set tiers.enterprise.websocket_connections=1000000 \
         --set tiers.enterprise.api_requests_per_minute=100000000 \
-        --set tiers.enterprise.messages_per_minute=100000000 \
+        --set tiers.enterprise.messages_per_minute=100000000 ${RTAD_ARGS:-} \
         >"$OUT_DIR/rtad.log" 2>&1 &
     SERVER_PID=$!
     if wait_http "http://127.0.0.1:$RTAD_PORT/healthz"; then
