@@ -85,6 +85,8 @@ const rta_net_stats *rta_net_get_stats(const rta_net *net);
  * then opt in with rta_conn_offload_writes. Call before listening. 0 or a negative uv error. */
 int rta_net_set_writers(rta_net *net, unsigned n);
 unsigned rta_net_writers(const rta_net *net);
+/* Jobs (writes, shutdowns, detaches, barriers) handed to the writer threads, not yet back. */
+size_t rta_net_write_jobs(const rta_net *net);
 /* Hands the writes queued so far to the writer threads now (else a prepare handle does it
  * before the loop next polls). Called by whoever just queued a batch of writes. */
 void rta_net_flush_writes(rta_net *net);

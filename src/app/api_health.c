@@ -145,6 +145,11 @@ void api_metrics(rta_app *app, rta_http_req *req)
     rta_counter_add(wnow, (double)(ns->writes - ns->writes_deferred) - rta_counter_value(wnow));
     rta_counter *wdef = rta_metrics_counter(g_net_writes, "path=\"deferred\"");
     rta_counter_add(wdef, (double)ns->writes_deferred - rta_counter_value(wdef));
+    static rta_metric_family *g_wjobs;
+    if (g_wjobs == NULL)
+        g_wjobs = rta_metrics_gauge_family("rta_network_write_jobs",
+                                           "Writes handed to the writer threads and not yet back");
+    rta_gauge_set(rta_metrics_gauge(g_wjobs, ""), (double)rta_net_write_jobs(app->net));
 
     /* Engine.IO / Socket.IO protocol counters, mirrored from the server's stats */
     static rta_metric_family *g_sio, *g_sio_sessions, *g_sio_deflate;

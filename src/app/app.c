@@ -347,9 +347,10 @@ int rta_app_start(rta_app *app)
     char host[256];
     int port;
     rta_config_split_hostport(cfg->listen, host, sizeof host, &port);
-    rta_log(RTA_LOG_INFO, "listening", "{s:s,s:i,s:s,s:s,s:s,s:b,s:s}", "host", host, "port",
+    rta_log(RTA_LOG_INFO, "listening", "{s:s,s:i,s:s,s:s,s:s,s:b,s:i,s:s}", "host", host, "port",
             rta_net_bound_port(app->net), "tls_listen", cfg->tls_listen, "store", cfg->store_kind,
-            "store_path", cfg->store_path, "simulator", app->sim != NULL, "version", "0.1.0");
+            "store_path", cfg->store_path, "simulator", app->sim != NULL, "write_threads",
+            (int)rta_net_writers(app->net), "version", "0.1.0");
     return 0;
 }
 

@@ -670,6 +670,11 @@ int rta_net_write_barrier(rta_net *net, void (*cb)(void *ud), void *ud)
     return 1;
 }
 
+size_t rta_net_write_jobs(const rta_net *net)
+{
+    return net->writers.outstanding;
+}
+
 unsigned rta_net_writers(const rta_net *net)
 {
     return net->writers.n;
