@@ -78,6 +78,13 @@ static void breaker_gauge(void *ud, const char *host, int state)
     rta_gauge_set(rta_metrics_gauge((rta_metric_family *)ud, labels), state);
 }
 
+/* Sets a counter to a module's running total (the modules count; /metrics mirrors). */
+static void counter_mirror(rta_metric_family *fam, const char *labels, uint64_t total)
+{
+    rta_counter *c = rta_metrics_counter(fam, labels);
+    rta_counter_add(c, (double)total - rta_counter_value(c));
+}
+
 void api_metrics(rta_app *app, rta_http_req *req)
 {
     /* point-in-time gauges are refreshed here rather than on every change */
@@ -119,32 +126,24 @@ void api_metrics(rta_app *app, rta_http_req *req)
     rta_gauge_set(rta_metrics_gauge(g_keys, ""), (double)rta_keyring_count(app->keys));
     rta_gauge_set(rta_metrics_gauge(g_version, ""), (double)app->state->version);
     rta_gauge_set(rta_metrics_gauge(g_offset, ""), (double)rta_bus_last_offset(app->bus));
-    rta_counter *acc = rta_metrics_counter(g_net, "result=\"accepted\"");
-    rta_counter_add(acc, (double)ns->accepted - rta_counter_value(acc));
-    rta_counter *lim = rta_metrics_counter(g_net, "result=\"refused_limit\"");
-    rta_counter_add(lim, (double)ns->refused_limit - rta_counter_value(lim));
-    rta_counter *fds = rta_metrics_counter(g_net, "result=\"refused_no_fds\"");
-    rta_counter_add(fds, (double)ns->refused_fds - rta_counter_value(fds));
-    rta_counter *tlsf = rta_metrics_counter(g_net, "result=\"tls_handshake_failed\"");
-    rta_counter_add(tlsf, (double)ns->tls_handshake_failures - rta_counter_value(tlsf));
+    counter_mirror(g_net, "result=\"accepted\"", ns->accepted);
+    counter_mirror(g_net, "result=\"refused_limit\"", ns->refused_limit);
+    counter_mirror(g_net, "result=\"refused_no_fds\"", ns->refused_fds);
+    counter_mirror(g_net, "result=\"tls_handshake_failed\"", ns->tls_handshake_failures);
     static rta_metric_family *g_net_bytes;
     if (g_net_bytes == NULL)
         g_net_bytes = rta_metrics_counter_family("rta_network_bytes_total",
                                                  "Bytes read and written on all connections");
-    rta_counter *bin = rta_metrics_counter(g_net_bytes, "direction=\"in\"");
-    rta_counter_add(bin, (double)ns->bytes_in - rta_counter_value(bin));
-    rta_counter *bout = rta_metrics_counter(g_net_bytes, "direction=\"out\"");
-    rta_counter_add(bout, (double)ns->bytes_out - rta_counter_value(bout));
+    counter_mirror(g_net_bytes, "direction=\"in\"", ns->bytes_in);
+    counter_mirror(g_net_bytes, "direction=\"out\"", ns->bytes_out);
     static rta_metric_family *g_net_writes;
     if (g_net_writes == NULL)
         g_net_writes = rta_metrics_counter_family(
             "rta_network_writes_total",
             "Socket writes (one writev each); path=deferred: the socket did not take it all at "
             "once and the rest waited for it to become writable");
-    rta_counter *wnow = rta_metrics_counter(g_net_writes, "path=\"immediate\"");
-    rta_counter_add(wnow, (double)(ns->writes - ns->writes_deferred) - rta_counter_value(wnow));
-    rta_counter *wdef = rta_metrics_counter(g_net_writes, "path=\"deferred\"");
-    rta_counter_add(wdef, (double)ns->writes_deferred - rta_counter_value(wdef));
+    counter_mirror(g_net_writes, "path=\"immediate\"", ns->writes - ns->writes_deferred);
+    counter_mirror(g_net_writes, "path=\"deferred\"", ns->writes_deferred);
     static rta_metric_family *g_wjobs;
     if (g_wjobs == NULL)
         g_wjobs = rta_metrics_gauge_family("rta_network_write_jobs",
@@ -176,8 +175,7 @@ void api_metrics(rta_app *app, rta_http_req *req)
         {"kind=\"protocol_errors\"", ss->protocol_errors},
     };
     for (size_t i = 0; i < sizeof sio_counts / sizeof sio_counts[0]; i++) {
-        rta_counter *c = rta_metrics_counter(g_sio, sio_counts[i].labels);
-        rta_counter_add(c, (double)sio_counts[i].v - rta_counter_value(c));
+        counter_mirror(g_sio, sio_counts[i].labels, sio_counts[i].v);
     }
     rta_gauge_set(rta_metrics_gauge(g_sio_sessions, "transport=\"polling\""),
                   (double)ss->sessions_polling);

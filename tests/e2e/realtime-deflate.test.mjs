@@ -7,7 +7,7 @@ import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { startRtad, makeKey } from './lib/rtad.mjs';
 import {
-    WebSocket, Inbox, wsUrl, ingestTvl, checkTvlChange, T, withTimeout,
+    WebSocket, Inbox, wsUrl, ingestTvl, checkTvlChange, T, withTimeout, ingestTvlSteps,
 } from './lib/rt.mjs';
 
 const opened = new Set();
@@ -76,14 +76,7 @@ describe('realtime WebSocket with permessage-deflate', () => {
         }
         const before = [bytesRead(z), bytesRead(p)];
         const n = 20;
-        const sent = [];
-        for (let i = 1; i <= n; i++) {
-            const prev = i === 1 ? 1e9 : 1e9 + (i - 1) * 12345.678;
-            const cur = 1e9 + i * 12345.678;
-            const r = await ingestTvl(rtad, [{ protocol: 'deflate-proto', chain: 'ethereum',
-                tvl: cur }]);
-            sent.push({ prev, cur, r });
-        }
+        const sent = await ingestTvlSteps(rtad, 'deflate-proto', n);
         const got = [];
         for (const c of [z, p]) {
             const evs = await c.inbox.waitCount((m) => m.type === 'tvl_change', n, T(10000),

@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import { startRtad, makeKey } from './lib/rtad.mjs';
 import {
     WebSocket, sio, connected, subscribeOk, upgraded, emitAck, received, waitEvent, ingestTvl,
-    checkTvlChange, metric, stopClean, withTimeout, T,
+    checkTvlChange, metric, stopClean, withTimeout, T, ingestTvlSteps,
 } from './lib/rt.mjs';
 
 /** Opens a raw Engine.IO WebSocket (offering permessage-deflate, as `ws` does by default) and
@@ -78,14 +78,7 @@ describe('Socket.IO WebSocket with permessage-deflate', () => {
         }
         const before = [bytesRead(z), bytesRead(p)];
         const n = 20;
-        const sent = [];
-        for (let i = 1; i <= n; i++) {
-            const prev = i === 1 ? 1e9 : 1e9 + (i - 1) * 12345.678;
-            const cur = 1e9 + i * 12345.678;
-            const r = await ingestTvl(rtad, [{ protocol: 'sio-deflate-proto', chain: 'ethereum',
-                tvl: cur }]);
-            sent.push({ prev, cur, r });
-        }
+        const sent = await ingestTvlSteps(rtad, 'sio-deflate-proto', n);
         const got = [];
         for (const s of [z, p]) {
             const evs = await s.inbox.waitCount((x) => x.event === 'tvl_change', n, T(10000),

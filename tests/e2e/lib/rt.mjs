@@ -494,6 +494,19 @@ let tsCursor = Math.floor(Date.now() / 1000) - 2 * 86400;
 export const nextTs = () => tsCursor++;
 
 /** Ingests TVL points [{protocol, chain, tvl}] (one shared fresh timestamp) and asserts 200. */
+/** n TVL updates of protocol on ethereum, one POST each, from 1e9 up in steps of 12345.678
+ * (after a first value of 1e9 ingested by the caller); returns [{prev, cur, r}]. */
+export async function ingestTvlSteps(h, protocol, n) {
+    const sent = [];
+    for (let i = 1; i <= n; i++) {
+        const prev = i === 1 ? 1e9 : 1e9 + (i - 1) * 12345.678;
+        const cur = 1e9 + i * 12345.678;
+        const r = await ingestTvl(h, [{ protocol, chain: 'ethereum', tvl: cur }]);
+        sent.push({ prev, cur, r });
+    }
+    return sent;
+}
+
 export async function ingestTvl(h, items, key) {
     const ts = nextTs();
     const r = await ingest(h, { tvl: items.map((x) => ({ timestamp: ts, ...x })) }, key);
