@@ -67,20 +67,20 @@ static void on_writable(uv_poll_t *p, int status, int events);
 static void poll_stop(rta_wside *s)
 {
     if (s->polling) {
-        uv_poll_stop(&s->poll);
+        uv_poll_stop(s->poll);
         s->polling = 0;
     }
 }
 
 static void poll_start(rta_writer *w, rta_wside *s)
 {
-    if (!s->poll_inited) {
-        uv_poll_init_socket(&w->loop, &s->poll, s->fd);
-        s->poll.data = s;
-        s->poll_inited = 1;
+    if (s->poll == NULL) {
+        s->poll = rta_xmalloc(sizeof *s->poll);
+        uv_poll_init_socket(&w->loop, s->poll, s->fd);
+        s->poll->data = s;
     }
     if (!s->polling) {
-        uv_poll_start(&s->poll, UV_WRITABLE, on_writable);
+        uv_poll_start(s->poll, UV_WRITABLE, on_writable);
         s->polling = 1;
     }
 }
@@ -174,6 +174,8 @@ static void on_poll_closed(uv_handle_t *h)
 {
     rta_wside *s = h->data;
     rta_writer *w = s->w;
+    free(s->poll);
+    s->poll = NULL;
     finish(w, s->detach, 0);
     post_done(w);
 }
@@ -182,10 +184,10 @@ static void detach(rta_writer *w, rta_wside *s, rta_wjob *j)
 {
     while (s->head) /* the conn is going away: what was not written never will be */
         finish(w, pop(s), UV_ECANCELED);
-    if (s->poll_inited) {
+    if (s->poll) {
         poll_stop(s);
         s->detach = j;
-        uv_close((uv_handle_t *)&s->poll, on_poll_closed);
+        uv_close((uv_handle_t *)s->poll, on_poll_closed);
     } else {
         finish(w, j, 0);
     }

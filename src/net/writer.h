@@ -54,8 +54,8 @@ typedef struct rta_wside {
     rta_wjob *head, *tail; /* jobs not yet finished, in order */
     size_t head_off;       /* bytes of head already written */
     int failed;            /* first write error; later jobs fail with it */
-    int poll_inited, polling;
-    uv_poll_t poll;
+    int polling;
+    uv_poll_t *poll;  /* made on the first full socket (most conns never need one) */
     rta_wjob *detach; /* answered when the poll handle has closed */
 } rta_wside;
 
