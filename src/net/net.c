@@ -17,6 +17,7 @@
 #define MAX_LISTENERS 4
 #define SWEEP_MS 250
 #define FD_RESERVE 100 /* descriptors kept for everything but client connections */
+#define WRITER_FDS 4   /* descriptors one writer thread's loop holds (epoll, eventfd, pipe) */
 
 typedef struct listener {
     uv_tcp_t tcp;
@@ -28,7 +29,9 @@ typedef struct listener {
 struct rta_net {
     uv_loop_t *loop;
     size_t max_connections;
-    size_t fd_cap; /* connections the open-file limit leaves room for */
+    size_t fd_cap;    /* connections the open-file limit leaves room for */
+    size_t detaching; /* closed conns whose descriptor a writer still holds */
+    size_t fd_limit;  /* RLIMIT_NOFILE when fd_cap was set */
     rta_net_accept_fn on_accept;
     void *ud;
     listener listeners[MAX_LISTENERS];
@@ -88,7 +91,9 @@ void rta_conn_close(rta_conn *c)
         uv_read_stop((uv_stream_t *)&c->tcp);
         rta_wjob *j = rta_xcalloc(1, sizeof *j);
         j->conn = c;
+        j->side = c->wside;
         j->kind = RTA_WJOB_DETACH;
+        c->net->detaching++;
         rta_writers_submit(&c->net->writers, c->wside, j);
         rta_writers_flush(&c->net->writers);
         return;
@@ -116,6 +121,7 @@ void rta_conn_close_graceful(rta_conn *c)
     if (c->wside) { /* shut down after what the writer still has; closed when it is done */
         rta_wjob *j = rta_xcalloc(1, sizeof *j);
         j->conn = c;
+        j->side = c->wside;
         j->kind = RTA_WJOB_SHUTDOWN;
         c->writes_in_flight++;
         rta_writers_submit(&c->net->writers, c->wside, j);
@@ -162,7 +168,7 @@ static void on_write(uv_write_t *req, int status)
             rta_conn_close(c);
         return;
     }
-    if (c->writes_in_flight == 0 && c->offload_wanted && !c->closing)
+    if (c->writes_in_flight == 0 && c->offload_wanted && !c->closing && !c->shutting_down)
         offload_now(c);
     if (c->writes_in_flight == 0 && c->drain_wanted && !c->closing && c->proto &&
         c->proto->on_drain) {
@@ -222,6 +228,7 @@ static int submit_write(rta_conn *c, rta_rbuf **bufs, size_t n)
         rta_wjob *j = rta_xmalloc(sizeof *j + n * sizeof(rta_rbuf *));
         memset(j, 0, sizeof *j);
         j->conn = c;
+        j->side = c->wside;
         j->kind = RTA_WJOB_WRITE;
         j->nbufs = n;
         j->bytes = total;
@@ -405,6 +412,18 @@ static void on_connection(uv_stream_t *server, int status)
     listener *l = server->data;
     rta_net *net = l->net;
     if (status < 0) {
+        if (status == UV_EMFILE || status == UV_ENFILE) {
+            /* past our own cap (other descriptors took the room): libuv has already closed
+             * the queued connections; count and say it, once a second */
+            net->stats.refused_fds++;
+            uint64_t now = uv_now(net->loop);
+            if (now - net->last_refusal_log_ms >= 1000) {
+                net->last_refusal_log_ms = now;
+                rta_log(RTA_LOG_WARN, "refusing connections: out of file descriptors", "{s:I,s:s}",
+                        "open", (json_int_t)net->stats.open, "error", uv_strerror(status));
+            }
+            return;
+        }
         rta_log(RTA_LOG_ERROR, "accept failed", "{s:s}", "error", uv_strerror(status));
         return;
     }
@@ -417,14 +436,6 @@ static void on_connection(uv_stream_t *server, int status)
     c->net = net;
     int rc = uv_accept(server, (uv_stream_t *)&c->tcp);
     if (rc != 0) {
-        if (rc == UV_EMFILE || rc == UV_ENFILE)
-            net->stats.refused_fds++;
-        if ((rc == UV_EMFILE || rc == UV_ENFILE) &&
-            uv_now(net->loop) - net->last_refusal_log_ms >= 1000) {
-            net->last_refusal_log_ms = uv_now(net->loop);
-            rta_log(RTA_LOG_WARN, "refusing connection: out of file descriptors", "{s:i,s:s}",
-                    "open", (json_int_t)net->stats.open, "error", uv_strerror(rc));
-        }
         uv_close((uv_handle_t *)&c->tcp, on_closed);
         return;
     }
@@ -436,7 +447,7 @@ static void on_connection(uv_stream_t *server, int status)
         else
             uv_ip4_name((struct sockaddr_in *)&ss, c->remote_ip, sizeof c->remote_ip);
     }
-    if (net->stats.open >= net->fd_cap) {
+    if (net->stats.open + net->detaching >= net->fd_cap) {
         /* libuv would drop connections silently once accept fails with EMFILE: refuse them
          * here first, while descriptors are left for the store, logs and outgoing requests */
         net->stats.refused_fds++;
@@ -445,8 +456,7 @@ static void on_connection(uv_stream_t *server, int status)
             net->last_refusal_log_ms = now;
             rta_log(RTA_LOG_WARN, "refusing connections: out of file descriptors", "{s:I,s:I,s:I}",
                     "open", (json_int_t)net->stats.open, "open_file_limit",
-                    (json_int_t)(net->fd_cap + FD_RESERVE), "refused_total",
-                    (json_int_t)net->stats.refused_fds);
+                    (json_int_t)net->fd_limit, "refused_total", (json_int_t)net->stats.refused_fds);
         }
         c->closing = 1;
         uv_close((uv_handle_t *)&c->tcp, on_closed);
@@ -507,19 +517,7 @@ rta_net *rta_net_new(uv_loop_t *loop, size_t max_connections, rta_net_accept_fn 
     rta_net *net = rta_xcalloc(1, sizeof *net);
     net->loop = loop;
     net->max_connections = max_connections;
-    net->fd_cap = SIZE_MAX;
-    struct rlimit rl;
-    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY) {
-        net->fd_cap = rl.rlim_cur > 2 * FD_RESERVE ? (size_t)rl.rlim_cur - FD_RESERVE
-                                                   : (size_t)rl.rlim_cur / 2;
-        if (max_connections > net->fd_cap)
-            rta_log(RTA_LOG_WARN,
-                    "server.max_connections is above what the open-file limit allows: "
-                    "connections past the limit are refused as out of file descriptors",
-                    "{s:I,s:I,s:I}", "max_connections", (json_int_t)max_connections,
-                    "open_file_limit", (json_int_t)rl.rlim_cur, "connections_possible",
-                    (json_int_t)net->fd_cap);
-    }
+    net->fd_cap = SIZE_MAX; /* set at the first listen, when the writer threads are known */
     net->on_accept = on_accept;
     net->ud = ud;
     uv_timer_init(loop, &net->sweep);
@@ -529,10 +527,31 @@ rta_net *rta_net_new(uv_loop_t *loop, size_t max_connections, rta_net_accept_fn 
     return net;
 }
 
+/* What the open-file limit leaves for connections: the limit less FD_RESERVE for the rest of
+ * the process and what the writer threads' loops hold. */
+static void compute_fd_cap(rta_net *net)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY)
+        return;
+    size_t keep = FD_RESERVE + (size_t)net->writers.n * WRITER_FDS;
+    net->fd_limit = (size_t)rl.rlim_cur;
+    net->fd_cap = rl.rlim_cur > 2 * keep ? (size_t)rl.rlim_cur - keep : (size_t)rl.rlim_cur / 2;
+    if (net->max_connections > net->fd_cap)
+        rta_log(RTA_LOG_WARN,
+                "server.max_connections is above what the open-file limit allows: "
+                "connections past the limit are refused as out of file descriptors",
+                "{s:I,s:I,s:I}", "max_connections", (json_int_t)net->max_connections,
+                "open_file_limit", (json_int_t)rl.rlim_cur, "connections_possible",
+                (json_int_t)net->fd_cap);
+}
+
 int rta_net_listen(rta_net *net, const char *host, int port, SSL_CTX *ssl_ctx)
 {
     if (net->nlisteners == MAX_LISTENERS)
         return UV_ENOBUFS;
+    if (net->nlisteners == 0)
+        compute_fd_cap(net);
     listener *l = &net->listeners[net->nlisteners];
     struct sockaddr_storage addr;
     int rc = strchr(host, ':') ? uv_ip6_addr(host, port, (struct sockaddr_in6 *)&addr)
@@ -620,6 +639,7 @@ static void on_writer_done(void *ud, rta_wjob *jobs)
             rta_conn_close(c);
             break;
         case RTA_WJOB_DETACH:
+            net->detaching--;
             free(c->wside);
             c->wside = NULL;
             uv_close((uv_handle_t *)&c->tcp, on_closed);

@@ -72,16 +72,29 @@ static void poll_stop(rta_wside *s)
     }
 }
 
+static void fail_all(rta_writer *w, rta_wside *s);
+
+/* Waits for room on s's socket; when it cannot (no memory, epoll full), s fails. */
 static void poll_start(rta_writer *w, rta_wside *s)
 {
+    int rc = 0;
     if (s->poll == NULL) {
         s->poll = rta_xmalloc(sizeof *s->poll);
-        uv_poll_init_socket(&w->loop, s->poll, s->fd);
-        s->poll->data = s;
+        rc = uv_poll_init_socket(&w->loop, s->poll, s->fd);
+        if (rc != 0) {
+            free(s->poll);
+            s->poll = NULL;
+        } else {
+            s->poll->data = s;
+        }
     }
-    if (!s->polling) {
-        uv_poll_start(s->poll, UV_WRITABLE, on_writable);
-        s->polling = 1;
+    if (rc == 0 && !s->polling) {
+        rc = uv_poll_start(s->poll, UV_WRITABLE, on_writable);
+        s->polling = rc == 0;
+    }
+    if (rc != 0) {
+        s->failed = rc;
+        fail_all(w, s);
     }
 }
 
@@ -129,7 +142,9 @@ static void drain(rta_writer *w, rta_wside *s)
             niov++;
             skip = 0;
         }
-        ssize_t n = niov ? writev(s->fd, iov, niov) : 0;
+        struct msghdr msg = {.msg_iov = iov, .msg_iovlen = (size_t)niov};
+        /* MSG_NOSIGNAL: a closed peer is an error here, not a SIGPIPE */
+        ssize_t n = niov ? sendmsg(s->fd, &msg, MSG_NOSIGNAL) : 0;
         atomic_fetch_add_explicit(&w->syscalls, 1, memory_order_relaxed);
         if (n < 0) {
             if (errno == EINTR)
@@ -208,7 +223,7 @@ static void on_wake(uv_async_t *a)
             j = next;
             continue;
         }
-        rta_wside *s = j->conn->wside;
+        rta_wside *s = j->side;
         if (j->kind == RTA_WJOB_DETACH) {
             detach(w, s, j);
         } else if (s->failed) {
@@ -273,10 +288,16 @@ int rta_writers_start(rta_writers *set, uv_loop_t *loop, unsigned n, rta_writer_
         rta_writer *w = &set->w[i];
         w->set = set;
         pthread_mutex_init(&w->mu, NULL);
-        uv_loop_init(&w->loop);
-        uv_async_init(&w->loop, &w->wake, on_wake);
+        int rc = uv_loop_init(&w->loop);
+        if (rc != 0) {
+            pthread_mutex_destroy(&w->mu);
+            set->n = i;
+            rta_writers_stop(set);
+            return rc;
+        }
+        uv_async_init(&w->loop, &w->wake, on_wake); /* on an initialised loop it cannot fail */
         w->wake.data = w;
-        int rc = pthread_create(&w->thread, NULL, writer_main, w);
+        rc = pthread_create(&w->thread, NULL, writer_main, w);
         if (rc != 0) {
             uv_close((uv_handle_t *)&w->wake, NULL);
             uv_run(&w->loop, UV_RUN_DEFAULT);

@@ -34,8 +34,9 @@ typedef enum {
 
 typedef struct rta_wjob {
     struct rta_wjob *next;
-    rta_conn *conn; /* NULL for a barrier */
-    void *barrier;  /* a barrier's owner (net.c) */
+    rta_conn *conn;         /* NULL for a barrier; the writer does not read it */
+    struct rta_wside *side; /* conn->wside, copied so the writer never reads the conn */
+    void *barrier;          /* a barrier's owner (net.c) */
     rta_wjob_kind kind;
     int status;        /* set by the writer: 0, or a negative uv error */
     unsigned deferred; /* set by the writer: the socket did not take it at once */
