@@ -1185,6 +1185,32 @@ static void sio_reply(rta_sio_socket *s, int64_t ack_id, json_t *reply, const ch
     }
 }
 
+/* The main namespace "/": Socket.IO servers always have it and some clients (Artillery, for
+ * one) connect to it before their own namespace, so it is accepted, without a key, and holds
+ * nothing. An event sent there by mistake is answered with the namespace to use. */
+static int root_on_connect(void *ud, rta_sio_socket *s, json_t *auth, const rta_sio_handshake *hs,
+                           json_t **err_data)
+{
+    return RTA_SIO_ACCEPT;
+}
+
+static void root_on_event(void *ud, rta_sio_socket *s, const char *event, json_t *args,
+                          int64_t ack_id)
+{
+    json_t *reply =
+        json_pack("{s:b,s:o}", "ok", 0, "error",
+                  error_obj("wrong_namespace",
+                            "the main namespace has no realtime API: connect to " NSP " instead",
+                            "namespace", "the realtime API is in namespace " NSP));
+    sio_reply(s, ack_id, reply, event);
+    json_decref(reply);
+}
+
+static const rta_sio_namespace_handler root_handler = {
+    .on_connect = root_on_connect,
+    .on_event = root_on_event,
+};
+
 static void sio_on_event(void *ud, rta_sio_socket *s, const char *event, json_t *args,
                          int64_t ack_id)
 {
@@ -1448,6 +1474,7 @@ rta_rt *rta_rt_new(uv_loop_t *loop, const rta_rt_options *opts, rta_keyring *key
     so.ws_permessage_deflate = opts->sio_permessage_deflate;
     rt->sio = rta_sio_server_new(loop, &so);
     rta_sio_server_namespace(rt->sio, NSP, &sio_handler, rt);
+    rta_sio_server_namespace(rt->sio, "/", &root_handler, rt);
     rt->m_conn = rta_metrics_gauge_family("rta_realtime_connections",
                                           "Realtime connections, by transport and tier");
     rt->m_subs =

@@ -94,6 +94,27 @@ describe('realtime over Socket.IO', () => {
             });
     });
 
+    describe('the main namespace', () => {
+        it('"/" connects without a key, as on any Socket.IO server, and points to /v1/realtime',
+            async () => {
+                const root = await sioConnect(rtad, { nsp: '/', transports: ['websocket'] });
+                assert.equal(root.connected, true);
+                const ack = await emitAck(root, 'subscribe', { type: 'protocol', protocol: 'x' });
+                assert.equal(ack.ok, false, JSON.stringify(ack));
+                checkError(ack.error, 'wrong_namespace', 'namespace');
+                assert.match(ack.error.message, /\/v1\/realtime/);
+                root.emit('subscribe', { type: 'protocol', protocol: 'x' }); // no ack: rta_error
+                const { payload } = await waitEvent(root, 'rta_error');
+                checkError(payload, 'wrong_namespace', 'namespace');
+                assert.equal(payload.event, 'subscribe');
+                // a client with a key joins the realtime namespace as usual
+                const rt = await sioConnect(rtad, { apiKey: proKey, transports: ['websocket'] });
+                await subscribeOk(rt, { type: 'protocol', protocol: 'root-then-rt' });
+                root.disconnect();
+                rt.disconnect();
+            });
+    });
+
     describe('connection refusals', () => {
         async function refused(opts) {
             const s = sio(rtad, { reconnection: false, transports: ['websocket'], ...opts });
