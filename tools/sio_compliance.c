@@ -113,8 +113,8 @@ int main(int argc, char **argv)
     o.max_payload = 1000000;
     o.cors_origins = "*";
     g_sio = rta_sio_server_new(loop, &o);
-    rta_sio_namespace_handler main_h = {on_connect, on_connected, on_event, on_disconnect};
-    rta_sio_namespace_handler custom_h = {on_connect, on_connected, NULL, on_disconnect};
+    rta_sio_namespace_handler main_h = {on_connect, on_connected, on_event, on_disconnect, 0};
+    rta_sio_namespace_handler custom_h = {on_connect, on_connected, NULL, on_disconnect, 0};
     rta_sio_server_namespace(g_sio, "/", &main_h, NULL);
     rta_sio_server_namespace(g_sio, "/custom", &custom_h, NULL);
     o.path = "/engine.io/";

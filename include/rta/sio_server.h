@@ -82,6 +82,10 @@ typedef struct rta_sio_namespace_handler {
      * close", "ping timeout", "server namespace disconnect", "server shutting down", ...). The
      * socket is freed after return. */
     void (*on_disconnect)(void *ud, rta_sio_socket *s, const char *reason);
+    /* 1: a socket of this namespace alone does not hold the session: it must still CONNECT
+     * another namespace within connect_timeout_ms, or it is closed (for a namespace open to
+     * anyone, like a keyless "/"). */
+    int guest;
 } rta_sio_namespace_handler;
 
 void rta_sio_options_default(rta_sio_options *o);

@@ -1187,6 +1187,7 @@ static void sio_reply(rta_sio_socket *s, int64_t ack_id, json_t *reply, const ch
 
 /* The main namespace "/": Socket.IO servers always have it and some clients (Artillery, for
  * one) connect to it before their own namespace, so it is accepted, without a key, and holds
+ * nothing: a session that joins only "/" is closed at the connect timeout, as one that joins
  * nothing. An event sent there by mistake is answered with the namespace to use. */
 static int root_on_connect(void *ud, rta_sio_socket *s, json_t *auth, const rta_sio_handshake *hs,
                            json_t **err_data)
@@ -1209,6 +1210,7 @@ static void root_on_event(void *ud, rta_sio_socket *s, const char *event, json_t
 static const rta_sio_namespace_handler root_handler = {
     .on_connect = root_on_connect,
     .on_event = root_on_event,
+    .guest = 1,
 };
 
 static void sio_on_event(void *ud, rta_sio_socket *s, const char *event, json_t *args,

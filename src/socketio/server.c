@@ -779,7 +779,8 @@ static void on_sio_connect(sess *s, rta_sio_packet *pkt)
         rta_eio_sid_generate(so->pid);
     so->next = s->sockets;
     s->sockets = so;
-    s->connect_deadline = 0;
+    if (!n->h.guest)
+        s->connect_deadline = 0;
     sess_arm(s);
     rta_sio_packet ans;
     rta_sio_packet_init(&ans, RTA_SIO_CONNECT);

@@ -416,9 +416,39 @@ static void *client_polling(void *arg)
     return NULL;
 }
 
+/* Two polling sessions against a guest "/" and a 300 ms connect timeout: one joins only "/",
+ * one joins "/" and then "/feed"; both wait 700 ms and then send an event. */
+static void *client_guest(void *arg)
+{
+    fixture *fx = arg;
+    for (int joins_feed = 0; joins_feed <= 1; joins_feed++) {
+        char body[4096], target[256], sid[64] = "";
+        int st = http_call(fx->port, "GET", "/socket.io/?EIO=4&transport=polling", NULL, body,
+                           sizeof body);
+        const char *p = strstr(body, "\"sid\":\"");
+        if (p)
+            sscanf(p + 7, "%63[^\"]", sid);
+        snprintf(target, sizeof target, "/socket.io/?EIO=4&transport=polling&sid=%s", sid);
+        st = http_call(fx->port, "POST", target,
+                       joins_feed ? "40\x1e"
+                                    "40/feed,"
+                                  : "40",
+                       body, sizeof body);
+        st = http_call(fx->port, "GET", target, NULL, body, sizeof body); /* the CONNECT answers */
+        record(fx, st, body);
+        usleep(700 * 1000); /* past the connect timeout */
+        st = http_call(fx->port, "POST", target,
+                       joins_feed ? "42/feed,[\"hello\",2]" : "42[\"hello\",1]", body, sizeof body);
+        record(fx, st, body);
+    }
+    uv_async_send(&fx->done);
+    return NULL;
+}
+
 /* ---- a WebSocket client (blocking, masked with a zero key, reads server frames) ---- */
 
 static int fx_deflate_opt; /* rta_sio_options.ws_permessage_deflate for run_with_client */
+static int fx_guest_root;  /* "/" registered as a guest namespace, with a 300 ms connect timeout */
 
 static void fx_upgrade(void *ud, rta_http_req *req, rta_conn *conn, const char *left, size_t n)
 {
@@ -565,9 +595,13 @@ static void run_with_client(fixture *fx, void *(*client)(void *))
     rta_sio_options_default(&o);
     o.ping_interval_ms = 60000; /* no pings in the way of the script */
     o.ws_permessage_deflate = fx_deflate_opt;
+    if (fx_guest_root)
+        o.connect_timeout_ms = 300;
     fx->sio = rta_sio_server_new(&fx->loop, &o);
-    rta_sio_namespace_handler h = {fx_connect, NULL, fx_event, fx_disconnect};
-    assert_int_equal(rta_sio_server_namespace(fx->sio, "/", &h, fx), 0);
+    rta_sio_namespace_handler h = {fx_connect, NULL, fx_event, fx_disconnect, 0};
+    rta_sio_namespace_handler root = h;
+    root.guest = fx_guest_root;
+    assert_int_equal(rta_sio_server_namespace(fx->sio, "/", &root, fx), 0);
     assert_int_equal(rta_sio_server_namespace(fx->sio, "/feed", &h, fx), 0);
     rta_http_limits lim = {16384, 2000000, 5000, 5000, 5000};
     fx->http = rta_http_server_new(&lim, fx_request, fx);
@@ -606,6 +640,24 @@ static void test_polling_socketio_session(void **state)
     assert_string_equal(fx->answers[8], "400 {\"code\":1,\"message\":\"Session ID unknown\"}");
     assert_string_equal(fx->events, "hello[1]:-1;ask[2]:7;kick[]:-1;");
     assert_string_equal(fx->disconnects, "server namespace disconnect;");
+    free(fx);
+}
+
+/* A guest namespace does not hold a session: joined alone, the session is closed at the connect
+ * timeout; joined beside a real one, the session lives on. */
+static void test_guest_namespace(void **state)
+{
+    fixture *fx = calloc(1, sizeof *fx);
+    fx_guest_root = 1;
+    run_with_client(fx, client_guest);
+    fx_guest_root = 0;
+    assert_int_equal(fx->nanswers, 4);
+    assert_string_equal(fx->answers[0], "200 40{\"sid\":\"fixed-socket-id\"}");
+    assert_string_equal(fx->answers[1], "400 {\"code\":1,\"message\":\"Session ID unknown\"}");
+    assert_string_equal(fx->answers[2], "200 40{\"sid\":\"fixed-socket-id\"}\x1e"
+                                        "40/feed,{\"sid\":\"fixed-socket-id\"}");
+    assert_string_equal(fx->answers[3], "200 ok");
+    assert_string_equal(fx->events, "hello[2]:-1;");
     free(fx);
 }
 
@@ -663,6 +715,7 @@ int main(void)
         cmocka_unit_test(test_encode_broadcast),
         cmocka_unit_test(test_server_lifecycle),
         cmocka_unit_test(test_polling_socketio_session),
+        cmocka_unit_test(test_guest_namespace),
         cmocka_unit_test(test_websocket_deflate),
         cmocka_unit_test(test_websocket_no_deflate),
     };
