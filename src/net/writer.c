@@ -37,6 +37,19 @@ static void list_push(rta_wlist *l, rta_wjob *j)
     l->tail = j;
 }
 
+/* Moves every job of from to the end of to. */
+static void list_splice(rta_wlist *to, rta_wlist *from)
+{
+    if (from->head == NULL)
+        return;
+    if (to->tail)
+        to->tail->next = from->head;
+    else
+        to->head = from->head;
+    to->tail = from->tail;
+    from->head = from->tail = NULL;
+}
+
 /* ---- writer thread ---- */
 
 static void finish(rta_writer *w, rta_wjob *j, int status)
@@ -52,13 +65,8 @@ static void post_done(rta_writer *w)
         return;
     rta_writers *set = w->set;
     pthread_mutex_lock(&set->done_mu);
-    if (set->done.tail)
-        set->done.tail->next = w->out.head;
-    else
-        set->done.head = w->out.head;
-    set->done.tail = w->out.tail;
+    list_splice(&set->done, &w->out);
     pthread_mutex_unlock(&set->done_mu);
-    w->out.head = w->out.tail = NULL;
     uv_async_send(&set->done_async);
 }
 
@@ -100,10 +108,10 @@ static void poll_start(rta_writer *w, rta_wside *s)
 
 static rta_wjob *pop(rta_wside *s)
 {
-    rta_wjob *j = s->head;
-    s->head = j->next;
-    if (s->head == NULL)
-        s->tail = NULL;
+    rta_wjob *j = s->q.head;
+    s->q.head = j->next;
+    if (s->q.head == NULL)
+        s->q.tail = NULL;
     s->head_off = 0;
     return j;
 }
@@ -111,7 +119,7 @@ static rta_wjob *pop(rta_wside *s)
 /* Fails every queued job of s with its error (the loop closes the conn on the first one). */
 static void fail_all(rta_writer *w, rta_wside *s)
 {
-    while (s->head)
+    while (s->q.head)
         finish(w, pop(s), s->failed);
     poll_stop(s);
 }
@@ -119,8 +127,8 @@ static void fail_all(rta_writer *w, rta_wside *s)
 /* Writes s's queue in order until it is empty or the socket is full. */
 static void drain(rta_writer *w, rta_wside *s)
 {
-    while (s->head) {
-        rta_wjob *j = s->head;
+    while (s->q.head) {
+        rta_wjob *j = s->q.head;
         if (j->kind == RTA_WJOB_SHUTDOWN) {
             shutdown(s->fd, SHUT_WR);
             finish(w, pop(s), 0);
@@ -197,7 +205,7 @@ static void on_poll_closed(uv_handle_t *h)
 
 static void detach(rta_writer *w, rta_wside *s, rta_wjob *j)
 {
-    while (s->head) /* the conn is going away: what was not written never will be */
+    while (s->q.head) /* the conn is going away: what was not written never will be */
         finish(w, pop(s), UV_ECANCELED);
     if (s->poll) {
         poll_stop(s);
@@ -229,13 +237,8 @@ static void on_wake(uv_async_t *a)
         } else if (s->failed) {
             finish(w, j, s->failed);
         } else {
-            int idle = s->head == NULL;
-            j->next = NULL;
-            if (s->tail)
-                s->tail->next = j;
-            else
-                s->head = j;
-            s->tail = j;
+            int idle = s->q.head == NULL;
+            list_push(&s->q, j);
             if (idle)
                 drain(w, s); /* else the poll callback gets to it in order */
         }
@@ -361,13 +364,8 @@ void rta_writers_flush(rta_writers *set)
             continue;
         rta_writer *w = &set->w[i];
         pthread_mutex_lock(&w->mu);
-        if (w->in.tail)
-            w->in.tail->next = l->head;
-        else
-            w->in.head = l->head;
-        w->in.tail = l->tail;
+        list_splice(&w->in, l);
         pthread_mutex_unlock(&w->mu);
-        l->head = l->tail = NULL;
         set->npend--;
         uv_async_send(&w->wake);
     }

@@ -47,23 +47,23 @@ typedef struct rta_wjob {
 
 typedef struct rta_writer rta_writer;
 
+/* A list of jobs in order (handed between threads, or one conn's queue). */
+typedef struct rta_wlist {
+    rta_wjob *head, *tail;
+} rta_wlist;
+
 /* The writer thread's side of one offloaded conn. Touched only by its writer thread between
  * the conn's offload and the detach answer. */
 typedef struct rta_wside {
     rta_writer *w;
     int fd;
-    rta_wjob *head, *tail; /* jobs not yet finished, in order */
-    size_t head_off;       /* bytes of head already written */
-    int failed;            /* first write error; later jobs fail with it */
+    rta_wlist q;     /* jobs not yet finished, in order */
+    size_t head_off; /* bytes of head already written */
+    int failed;      /* first write error; later jobs fail with it */
     int polling;
     uv_poll_t *poll;  /* made on the first full socket (most conns never need one) */
     rta_wjob *detach; /* answered when the poll handle has closed */
 } rta_wside;
-
-/* Job lists handed between threads. */
-typedef struct rta_wlist {
-    rta_wjob *head, *tail;
-} rta_wlist;
 
 /* Completion sink: the loop side, run on the loop thread with jobs in order. */
 typedef void (*rta_writer_done_fn)(void *ud, rta_wjob *jobs);
