@@ -134,6 +134,15 @@ typedef struct rta_delivery_filter {
     int limit;                  /* 1..1000 */
 } rta_delivery_filter;
 
+/* What one alerts_prune call deleted. */
+typedef struct rta_alerts_prune_counts {
+    int64_t deliveries;  /* finished deliveries */
+    int64_t attempts;    /* their attempt rows */
+    int64_t triggers;    /* triggers no delivery references any more */
+    int64_t rule_states; /* state rows of rules that no longer exist */
+    int more;            /* the row budget was used up: there may be more to delete */
+} rta_alerts_prune_counts;
+
 typedef int (*rta_rule_cb)(void *ud, const char *rule_id, const char *user_id,
                            const char *body_json);
 typedef int (*rta_rule_state_cb)(void *ud, const char *rule_id, const char *series, int firing,
@@ -204,6 +213,14 @@ typedef struct rta_store_ops {
     /* Every delivery of a trigger (history view). */
     int (*deliveries_for_trigger)(void *db, const char *trigger_id, rta_delivery_record **out,
                                   size_t *n);
+    /* Retention, in one transaction (a savepoint: also fine inside begin/commit). Deletes, in
+     * this order and within a budget of max_rows rows (attempt rows not counted; 0 = 10000):
+     * deliveries in a final status (delivered, dead, suppressed, disabled) last updated before
+     * before_ms, oldest first, with their attempts; triggers with at_ms < before_ms that no
+     * delivery references any more; alert_rule_state rows whose rule no longer exists.
+     * Pending deliveries (due, retrying or leased) and the triggers they reference are never
+     * touched. *out (zeroed first) says what was deleted; out->more when the budget ran out. */
+    int (*alerts_prune)(void *db, int64_t before_ms, size_t max_rows, rta_alerts_prune_counts *out);
     int (*prefs_get)(void *db, const char *user_id, char **json); /* 1 = absent */
     int (*prefs_put)(void *db, const char *user_id, const char *json);
 

@@ -89,6 +89,7 @@ rta_app *rta_app_init(rta_config *cfg, uv_loop_t *loop)
     app->cfg = cfg;
     app->started_ms = rta_now_ms();
     rta_app_metrics_init(app);
+    rta_retention_init(app);
     if (make_dir(cfg->data_dir) != 0) {
         rta_log(RTA_LOG_ERROR, "cannot create the data directory", "{s:s,s:s}", "data_dir",
                 cfg->data_dir, "error", strerror(errno));
@@ -181,6 +182,7 @@ static void on_housekeeping(uv_timer_t *t)
 {
     rta_app *app = t->data;
     rta_event_log_trim(app->event_log, rta_now_ms());
+    rta_retention_tick(app);
 }
 
 static void on_signal(uv_signal_t *s, int signum)

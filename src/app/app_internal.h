@@ -45,6 +45,11 @@ struct rta_app {
     int64_t shutdown_deadline_ms;
     int persist_inflight; /* a flush job is queued: do not start another */
     int keys_inflight;
+    /* alert data retention (retention.c) */
+    int retention_inflight;
+    int retention_more; /* the last prune used its whole budget: run again soon */
+    int64_t retention_last_ms;
+    rta_metric_family *m_alerts_pruned;
 
     /* write-behind of changed series (see persist.c) */
     dirty_entry *dirty; /* uthash set of series changed since the last flush */
@@ -113,6 +118,12 @@ void rta_app_apply_tvl(rta_app *app, const rta_tvl_update *u, const char *source
                        rta_ingest_counts *counts);
 void rta_app_apply_price(rta_app *app, const rta_price_update *u, const char *source,
                          rta_ingest_counts *counts);
+
+/* retention.c: pruning of old alert data (alerts.retention_days) */
+void rta_retention_init(rta_app *app);
+/* Called every housekeeping tick: submits a prune job every 10 minutes, or at once while the
+ * previous one left work behind. */
+void rta_retention_tick(rta_app *app);
 
 /* persist.c */
 void rta_persist_mark_pair(rta_app *app, rta_pair *p);

@@ -162,6 +162,11 @@ static const char *const migrations[] = {
     "  user_id TEXT PRIMARY KEY,"
     "  json TEXT NOT NULL"
     ");",
+
+    /* 4: retention (alerts_prune) selects finished deliveries by last update and triggers by
+     * time, across rules and users: neither is served by the indexes above. */
+    "CREATE INDEX deliveries_updated ON deliveries(updated_ms);"
+    "CREATE INDEX alert_triggers_at ON alert_triggers(at_ms);",
 };
 
 /* ---- prepared statement cache ----------------------------------------------------------- */
@@ -210,6 +215,11 @@ enum {
     ST_DELIVERIES_FOR_TRIGGER,
     ST_PREFS_GET,
     ST_PREFS_PUT,
+    ST_PRUNE_DELIVERIES_PICK,
+    ST_PRUNE_ATTEMPTS,
+    ST_PRUNE_DELIVERY,
+    ST_PRUNE_TRIGGERS,
+    ST_PRUNE_RULE_STATES,
     ST__COUNT
 };
 
@@ -307,6 +317,21 @@ static const char *const stmt_sql[ST__COUNT] = {
     [ST_PREFS_GET] = "SELECT json FROM user_prefs WHERE user_id = ?1",
     [ST_PREFS_PUT] = "INSERT INTO user_prefs(user_id, json) VALUES (?1, ?2) "
                      "ON CONFLICT(user_id) DO UPDATE SET json = excluded.json",
+    /* Retention. "+status" keeps the planner off deliveries_due (status, ...), which would
+     * visit every finished delivery; deliveries_updated serves the range and the order. */
+    [ST_PRUNE_DELIVERIES_PICK] = "SELECT id FROM deliveries WHERE updated_ms < ?1 "
+                                 "AND +status IN ('delivered', 'dead', 'suppressed', 'disabled') "
+                                 "ORDER BY updated_ms LIMIT ?2",
+    [ST_PRUNE_ATTEMPTS] = "DELETE FROM delivery_attempts WHERE delivery_id = ?1",
+    [ST_PRUNE_DELIVERY] = "DELETE FROM deliveries WHERE id = ?1",
+    [ST_PRUNE_TRIGGERS] = "DELETE FROM alert_triggers WHERE id IN ("
+                          "SELECT t.id FROM alert_triggers t WHERE t.at_ms < ?1 "
+                          "AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.trigger_id = t.id) "
+                          "ORDER BY t.at_ms LIMIT ?2)",
+    [ST_PRUNE_RULE_STATES] = "DELETE FROM alert_rule_state WHERE (rule_id, series) IN ("
+                             "SELECT s.rule_id, s.series FROM alert_rule_state s "
+                             "WHERE NOT EXISTS (SELECT 1 FROM alert_rules r "
+                             "WHERE r.rule_id = s.rule_id) LIMIT ?1)",
 };
 
 /* Audit filters that change the WHERE clause; a statement is cached per combination. */
@@ -1660,6 +1685,95 @@ static int sqlite_deliveries_for_trigger(void *db, const char *trigger_id,
     return collect_deliveries(c, st, ALERT_LIMIT_MAX, "deliveries_for_trigger", out, n);
 }
 
+/* ---- retention ------------------------------------------------------------------------- */
+
+/* Ids of up to max finished deliveries updated before before_ms, oldest first. */
+static int prune_pick_deliveries(sqlite_conn *c, int64_t before_ms, size_t max, char ***ids,
+                                 size_t *n)
+{
+    *ids = NULL;
+    *n = 0;
+    sqlite3_stmt *st = stmt_get(c, ST_PRUNE_DELIVERIES_PICK, "alerts_prune");
+    if (st == NULL)
+        return -1;
+    sqlite3_bind_int64(st, 1, before_ms);
+    sqlite3_bind_int64(st, 2, (sqlite3_int64)max);
+    size_t cap = 0;
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        if (*n == cap) {
+            cap = cap ? cap * 2 : 64;
+            *ids = rta_xrealloc(*ids, cap * sizeof **ids);
+        }
+        (*ids)[(*n)++] = dup_column(st, 0);
+    }
+    stmt_done(st);
+    if (rc != SQLITE_DONE) {
+        log_sqlite(c, "alerts_prune", rc);
+        return -1;
+    }
+    return 0;
+}
+
+/* Steps a DELETE bound by the caller; adds the rows it removed to *count. */
+static int prune_step(sqlite_conn *c, sqlite3_stmt *st, int64_t *count)
+{
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_DONE)
+        *count += sqlite3_changes(c->db);
+    else
+        log_sqlite(c, "alerts_prune", rc);
+    stmt_done(st);
+    return rc == SQLITE_DONE ? 0 : -1;
+}
+
+static int sqlite_alerts_prune(void *db, int64_t before_ms, size_t max_rows,
+                               rta_alerts_prune_counts *out)
+{
+    sqlite_conn *c = db;
+    memset(out, 0, sizeof *out);
+    if (max_rows == 0)
+        max_rows = 10000;
+    sqlite3_stmt *att = stmt_get(c, ST_PRUNE_ATTEMPTS, "alerts_prune");
+    sqlite3_stmt *del = stmt_get(c, ST_PRUNE_DELIVERY, "alerts_prune");
+    sqlite3_stmt *trig = stmt_get(c, ST_PRUNE_TRIGGERS, "alerts_prune");
+    sqlite3_stmt *states = stmt_get(c, ST_PRUNE_RULE_STATES, "alerts_prune");
+    if (att == NULL || del == NULL || trig == NULL || states == NULL || batch_begin(c) != 0)
+        return -1;
+    rta_alerts_prune_counts n = {0};
+    char **ids = NULL;
+    size_t nids = 0;
+    int ok = prune_pick_deliveries(c, before_ms, max_rows, &ids, &nids) == 0;
+    for (size_t i = 0; ok && i < nids; i++) {
+        bind_text(att, 1, ids[i]);
+        ok = prune_step(c, att, &n.attempts) == 0;
+        if (ok) {
+            bind_text(del, 1, ids[i]);
+            ok = prune_step(c, del, &n.deliveries) == 0;
+        }
+    }
+    size_t left = max_rows - nids; /* nids <= max_rows */
+    if (ok && left > 0) {
+        sqlite3_bind_int64(trig, 1, before_ms);
+        sqlite3_bind_int64(trig, 2, (sqlite3_int64)left);
+        ok = prune_step(c, trig, &n.triggers) == 0;
+        left -= (size_t)n.triggers;
+    }
+    if (ok && left > 0) {
+        sqlite3_bind_int64(states, 1, (sqlite3_int64)left);
+        ok = prune_step(c, states, &n.rule_states) == 0;
+        left -= (size_t)n.rule_states;
+    }
+    for (size_t i = 0; i < nids; i++)
+        free(ids[i]);
+    free(ids);
+    if (batch_end(c, ok) != 0)
+        return -1;
+    n.more = left == 0;
+    *out = n;
+    return 0;
+}
+
 static int sqlite_prefs_get(void *db, const char *user_id, char **json)
 {
     sqlite_conn *c = db;
@@ -1732,6 +1846,7 @@ const rta_store_ops rta_store_sqlite_ops = {
     .attempts_query = sqlite_attempts_query,
     .delivery_requeue = sqlite_delivery_requeue,
     .deliveries_for_trigger = sqlite_deliveries_for_trigger,
+    .alerts_prune = sqlite_alerts_prune,
     .prefs_get = sqlite_prefs_get,
     .prefs_put = sqlite_prefs_put,
     .kv_get = sqlite_kv_get,

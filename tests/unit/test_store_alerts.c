@@ -123,13 +123,16 @@ static void test_migrations_fresh(void **state)
     fixture *f = *state;
     rta_store_close(f->s);
     f->s = NULL;
-    assert_int_equal(count_rows(f->path, "SELECT max(version) FROM schema_version"), 3);
-    assert_int_equal(count_rows(f->path, "SELECT count(*) FROM schema_version"), 3);
+    assert_int_equal(count_rows(f->path, "SELECT max(version) FROM schema_version"), 4);
+    assert_int_equal(count_rows(f->path, "SELECT count(*) FROM schema_version"), 4);
     for (size_t i = 0; i < RTA_ARRAY_LEN(alert_tables); i++)
         assert_int_equal(table_exists(f->path, alert_tables[i]), 1);
     assert_int_equal(count_rows(f->path, "SELECT count(*) FROM sqlite_master WHERE type = "
                                          "'index' AND name LIKE 'deliveries_%'"),
-                     5);
+                     6);
+    assert_int_equal(count_rows(f->path, "SELECT count(*) FROM sqlite_master WHERE type = "
+                                         "'index' AND name = 'alert_triggers_at'"),
+                     1);
 }
 
 /* An existing version-1 file (as shipped before alerts) gets versions 2 and 3 on open, and
@@ -161,7 +164,7 @@ static void test_migrations_from_v1(void **state)
     assert_null(err);
     rta_store_close(f->s);
     f->s = NULL;
-    assert_int_equal(count_rows(f->path, "SELECT count(*) FROM schema_version"), 3);
+    assert_int_equal(count_rows(f->path, "SELECT count(*) FROM schema_version"), 4);
     for (size_t i = 0; i < RTA_ARRAY_LEN(alert_tables); i++)
         assert_int_equal(table_exists(f->path, alert_tables[i]), 1);
     assert_int_equal(count_rows(f->path, "SELECT count(*) FROM alert_rules"), 1);
@@ -828,6 +831,197 @@ static void test_trigger_transaction(void **state)
     free_deliveries(d, n);
 }
 
+/* ---- retention --------------------------------------------------------------------------- */
+
+/* One text value (e.g. a group_concat) read with a separate connection, into out. */
+static void query_text(const char *path, const char *sql, char *out, size_t outlen)
+{
+    sqlite3 *db = NULL;
+    sqlite3_stmt *st = NULL;
+    snprintf(out, outlen, "<error>");
+    if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK &&
+        sqlite3_prepare_v2(db, sql, -1, &st, NULL) == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW) {
+        const unsigned char *t = sqlite3_column_text(st, 0);
+        snprintf(out, outlen, "%s", t ? (const char *)t : "");
+    }
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+}
+
+static void insert_trigger(fixture *f, const char *id, const char *rule, int64_t at_ms)
+{
+    rta_trigger_record t = {.id = (char *)id,
+                            .rule_id = (char *)rule,
+                            .user_id = "u1",
+                            .series = "tvl:uniswap-v3:ethereum",
+                            .state = "firing",
+                            .value = 1,
+                            .at_ms = at_ms};
+    assert_int_equal(f->ops->trigger_insert(f->db, &t), 0);
+}
+
+/* A delivery of trigger created at created_ms in status; attempts are recorded through the
+ * store (which sets updated_ms to the attempt time), the last one at updated_ms. */
+static void insert_delivery(fixture *f, const char *id, const char *trigger, const char *status,
+                            int64_t created_ms, int64_t updated_ms, int attempts,
+                            int64_t lease_until_ms)
+{
+    rta_delivery_record d = make_delivery(id, "u1", "r_live", "webhook", created_ms, created_ms);
+    d.trigger_id = (char *)trigger;
+    d.status = attempts > 0 ? "pending" : (char *)status;
+    d.updated_ms = updated_ms;
+    d.lease_until_ms = lease_until_ms;
+    assert_int_equal(f->ops->delivery_insert(f->db, &d), 0);
+    for (int i = 1; i <= attempts; i++) {
+        int last = i == attempts;
+        rta_attempt_record a = {.delivery_id = (char *)id,
+                                .attempt = i,
+                                .at_ms = last ? updated_ms : created_ms + i,
+                                .status_code = last ? 200 : 503,
+                                .outcome = last ? "success" : "retry"};
+        assert_int_equal(f->ops->delivery_record_attempt(f->db, &a, last ? status : "pending",
+                                                         updated_ms + 1000),
+                         0);
+    }
+}
+
+#define OLD 1000
+#define CUTOFF 1000000
+#define RECENT 2000000
+
+static void test_alerts_prune(void **state)
+{
+    fixture *f = *state;
+    const rta_store_ops *ops = f->ops;
+    void *db = f->db;
+    assert_int_equal(ops->rule_upsert(db, "r_live", "u1", "{}", 1, OLD, OLD), 0);
+    assert_int_equal(ops->rule_upsert(db, "r_gone", "u1", "{}", 1, OLD, OLD), 0);
+    assert_int_equal(ops->rule_state_put(db, "r_live", "s1", 1, OLD), 0);
+    assert_int_equal(ops->rule_state_put(db, "r_live", "s2", 0, OLD), 0);
+    assert_int_equal(ops->rule_delete(db, "r_gone"), 0);
+    /* a state write that lands after the rule's deletion (a trigger decided meanwhile) */
+    assert_int_equal(ops->rule_state_put(db, "r_gone", "s1", 1, OLD), 0);
+    assert_int_equal(ops->rule_state_put(db, "r_gone", "s2", 1, OLD), 0);
+
+    insert_trigger(f, "t_done", "r_live", OLD);      /* only finished old deliveries */
+    insert_trigger(f, "t_pending", "r_live", OLD);   /* an old delivery still retrying */
+    insert_trigger(f, "t_leased", "r_live", OLD);    /* an old delivery being sent now */
+    insert_trigger(f, "t_late", "r_live", OLD);      /* delivery finished after the cutoff */
+    insert_trigger(f, "t_orphan", "r_gone", OLD);    /* no delivery at all */
+    insert_trigger(f, "t_edge", "r_live", CUTOFF);   /* at the cutoff: not older */
+    insert_trigger(f, "t_new", "r_live", RECENT);    /* recent, no delivery */
+    insert_trigger(f, "t_newdel", "r_live", RECENT); /* recent, finished recently */
+
+    insert_delivery(f, "d_delivered", "t_done", "delivered", OLD, OLD + 500, 3, 0);
+    insert_delivery(f, "d_dead", "t_done", "dead", OLD, OLD + 600, 2, 0);
+    insert_delivery(f, "d_suppressed", "t_done", "suppressed", OLD, OLD, 0, 0);
+    insert_delivery(f, "d_disabled", "t_done", "disabled", OLD, OLD + 700, 1, 0);
+    insert_delivery(f, "d_retrying", "t_pending", "pending", OLD, OLD + 800, 2, 0);
+    insert_delivery(f, "d_due", "t_pending", "pending", OLD, OLD, 0, 0);
+    insert_delivery(f, "d_leased", "t_leased", "pending", OLD, OLD, 0, RECENT);
+    insert_delivery(f, "d_late", "t_late", "delivered", OLD, RECENT, 2, 0);
+    insert_delivery(f, "d_edge", "t_late", "dead", OLD, CUTOFF, 1, 0);
+    insert_delivery(f, "d_new", "t_newdel", "delivered", RECENT, RECENT + 5, 1, 0);
+    assert_int_equal(count_rows(f->path, "SELECT count(*) FROM delivery_attempts"), 12);
+
+    rta_alerts_prune_counts n;
+    assert_int_equal(ops->alerts_prune(db, CUTOFF, 0, &n), 0);
+    assert_int_equal(n.deliveries, 4);
+    assert_int_equal(n.attempts, 6); /* 3 + 2 + 0 + 1 */
+    assert_int_equal(n.triggers, 2); /* t_done, t_orphan */
+    assert_int_equal(n.rule_states, 2);
+    assert_int_equal(n.more, 0);
+
+    char got[512];
+    query_text(f->path, "SELECT group_concat(id, ',') FROM (SELECT id FROM deliveries ORDER BY id)",
+               got, sizeof got);
+    assert_string_equal(got, "d_due,d_edge,d_late,d_leased,d_new,d_retrying");
+    query_text(f->path,
+               "SELECT group_concat(id, ',') FROM (SELECT DISTINCT delivery_id AS id "
+               "FROM delivery_attempts ORDER BY id)",
+               got, sizeof got);
+    assert_string_equal(got, "d_edge,d_late,d_new,d_retrying");
+    assert_int_equal(count_rows(f->path, "SELECT count(*) FROM delivery_attempts"), 6);
+    query_text(f->path,
+               "SELECT group_concat(id, ',') FROM (SELECT id FROM alert_triggers ORDER BY id)", got,
+               sizeof got);
+    assert_string_equal(got, "t_edge,t_late,t_leased,t_new,t_newdel,t_pending");
+    query_text(f->path,
+               "SELECT group_concat(k, ',') FROM (SELECT rule_id || '/' || series AS k "
+               "FROM alert_rule_state ORDER BY k)",
+               got, sizeof got);
+    assert_string_equal(got, "r_live/s1,r_live/s2");
+    /* what remains still reads back through the API */
+    rta_delivery_record g;
+    assert_int_equal(ops->delivery_get(db, "d_retrying", &g), 0);
+    assert_string_equal(g.status, "pending");
+    assert_int_equal(g.attempts, 2);
+    rta_delivery_record_free_fields(&g);
+    assert_int_equal(ops->delivery_get(db, "d_dead", &g), 1);
+
+    /* nothing left to do: a second call deletes nothing */
+    memset(&n, 0x55, sizeof n);
+    assert_int_equal(ops->alerts_prune(db, CUTOFF, 0, &n), 0);
+    assert_int_equal(n.deliveries, 0);
+    assert_int_equal(n.attempts, 0);
+    assert_int_equal(n.triggers, 0);
+    assert_int_equal(n.rule_states, 0);
+    assert_int_equal(n.more, 0);
+    assert_int_equal(count_rows(f->path, "SELECT count(*) FROM deliveries"), 6);
+    assert_int_equal(count_rows(f->path, "SELECT count(*) FROM alert_triggers"), 6);
+
+    /* inside a caller's transaction it joins it: a rollback undoes the prune */
+    assert_int_equal(ops->begin(db), 0);
+    assert_int_equal(ops->alerts_prune(db, RECENT + 100, 0, &n), 0);
+    assert_int_equal(n.deliveries, 3); /* d_edge, d_late, d_new */
+    assert_int_equal(ops->rollback(db), 0);
+    assert_int_equal(count_rows(f->path, "SELECT count(*) FROM deliveries"), 6);
+}
+
+/* The row budget: deliveries first, then triggers, then rule state; more says so. */
+static void test_alerts_prune_budget(void **state)
+{
+    fixture *f = *state;
+    const rta_store_ops *ops = f->ops;
+    void *db = f->db;
+    assert_int_equal(ops->rule_upsert(db, "r_live", "u1", "{}", 1, OLD, OLD), 0);
+    assert_int_equal(ops->rule_state_put(db, "r_x", "s", 1, OLD), 0);
+    const char *tr[] = {"t1", "t2", "t3"};
+    const char *dl[] = {"d1", "d2", "d3"};
+    for (int i = 0; i < 3; i++) {
+        insert_trigger(f, tr[i], "r_live", OLD + i);
+        insert_delivery(f, dl[i], tr[i], "delivered", OLD + i, OLD + 10 + i, 1, 0);
+    }
+    rta_alerts_prune_counts n;
+    assert_int_equal(ops->alerts_prune(db, CUTOFF, 2, &n), 0);
+    assert_int_equal(n.deliveries, 2);
+    assert_int_equal(n.attempts, 2);
+    assert_int_equal(n.triggers, 0);
+    assert_int_equal(n.more, 1);
+    char got[256];
+    query_text(f->path, "SELECT group_concat(id, ',') FROM deliveries", got, sizeof got);
+    assert_string_equal(got, "d3"); /* oldest first */
+
+    assert_int_equal(ops->alerts_prune(db, CUTOFF, 2, &n), 0);
+    assert_int_equal(n.deliveries, 1);
+    assert_int_equal(n.triggers, 1);
+    assert_int_equal(n.rule_states, 0);
+    assert_int_equal(n.more, 1);
+    query_text(f->path, "SELECT group_concat(id, ',') FROM alert_triggers", got, sizeof got);
+    assert_string_equal(got, "t2,t3");
+
+    assert_int_equal(ops->alerts_prune(db, CUTOFF, 2, &n), 0);
+    assert_int_equal(n.triggers, 2);
+    assert_int_equal(n.rule_states, 0);
+    assert_int_equal(n.more, 1);
+    assert_int_equal(ops->alerts_prune(db, CUTOFF, 2, &n), 0);
+    assert_int_equal(n.rule_states, 1);
+    assert_int_equal(n.more, 0);
+    assert_int_equal(ops->alerts_prune(db, CUTOFF, 2, &n), 0);
+    assert_int_equal(n.deliveries + n.attempts + n.triggers + n.rule_states, 0);
+    assert_int_equal(count_rows(f->path, "SELECT count(*) FROM alert_rule_state"), 0);
+}
+
 /* ---- prefs ------------------------------------------------------------------------------- */
 
 static void test_prefs(void **state)
@@ -863,6 +1057,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_delivery_query, setup, teardown),
         cmocka_unit_test_setup_teardown(test_trigger_transaction, setup, teardown),
         cmocka_unit_test_setup_teardown(test_prefs, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_alerts_prune, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_alerts_prune_budget, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
