@@ -165,8 +165,8 @@ static const char *const migrations[] = {
 
     /* 4: retention (alerts_prune) selects finished deliveries by last update and triggers by
      * time, across rules and users: neither is served by the indexes above. */
-    "CREATE INDEX deliveries_updated ON deliveries(updated_ms);"
-    "CREATE INDEX alert_triggers_at ON alert_triggers(at_ms);",
+    ("CREATE INDEX deliveries_updated ON deliveries(updated_ms);"
+     "CREATE INDEX alert_triggers_at ON alert_triggers(at_ms);"),
 };
 
 /* ---- prepared statement cache ----------------------------------------------------------- */
