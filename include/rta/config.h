@@ -82,6 +82,7 @@ typedef struct rta_config {
     int64_t alert_max_in_flight;
     char *public_url;             /* base URL for links in notifications */
     int64_t alert_retention_days; /* finished deliveries and old triggers kept this long */
+    int64_t audit_retention_days; /* audit log entries kept this long */
     /* [webhooks] */
     int64_t webhook_timeout_ms;
     bool webhook_allow_private;

@@ -171,6 +171,9 @@ typedef struct rta_store_ops {
 
     int (*audit_append)(void *db, const rta_audit_entry *e);
     int (*audit_query)(void *db, const rta_audit_filter *f, rta_audit_entry **out, size_t *n);
+    /* Deletes at most max_rows audit entries older than before_ms, oldest first; *deleted
+     * says how many (max_rows of them: call again). */
+    int (*audit_prune)(void *db, int64_t before_ms, size_t max_rows, int64_t *deleted);
 
     int (*points_append)(void *db, const rta_point *p, size_t n);
     int (*points_load)(void *db, int64_t since_ms, rta_point_cb cb, void *ud); /* ts order */

@@ -50,6 +50,7 @@ struct rta_app {
     int retention_more; /* the last prune used its whole budget: run again soon */
     int64_t retention_last_ms;
     rta_metric_family *m_alerts_pruned;
+    rta_metric_family *m_audit_pruned;
 
     /* write-behind of changed series (see persist.c) */
     dirty_entry *dirty; /* uthash set of series changed since the last flush */

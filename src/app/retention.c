@@ -1,7 +1,9 @@
 /*
  * Retention of alert data: finished deliveries (with their attempts) and the triggers no
  * delivery refers to any more are deleted once older than alerts.retention_days, and the state
- * rows of deleted rules with them, so the store does not grow without bound on a busy server.
+ * rows of deleted rules with them; audit log entries once older than audit.retention_days
+ * (every subscription change is one, so a busy streaming server writes many). The store does
+ * not grow without bound on a busy server.
  *
  * The housekeeping timer calls rta_retention_tick every second; it submits one prune job
  * through the store executor every 10 minutes. A job deletes a bounded number of rows (one
@@ -21,14 +23,19 @@
 typedef struct prune_job {
     rta_store_job job;
     rta_app *app;
-    int64_t before_ms;
+    int64_t before_ms;       /* alerts */
+    int64_t audit_before_ms; /* audit log */
     rta_alerts_prune_counts counts;
+    int64_t audit_deleted;
 } prune_job;
 
 static void prune_work(rta_store *s, rta_store_job *job)
 {
     prune_job *p = (prune_job *)job;
     job->status = s->ops->alerts_prune(s->db, p->before_ms, RETENTION_BATCH, &p->counts);
+    if (job->status == 0)
+        job->status =
+            s->ops->audit_prune(s->db, p->audit_before_ms, RETENTION_BATCH, &p->audit_deleted);
 }
 
 static void count(rta_app *app, const char *kind, int64_t n)
@@ -47,9 +54,14 @@ static void prune_done(rta_store_job *job)
     app->retention_more = 0;
     if (job->status != 0) {
         rta_counter_inc(rta_metrics_counter(app->m_store_errors, "op=\"alerts_prune\""));
-        rta_log(RTA_LOG_ERROR, "alert retention: prune failed; retrying at the next run", NULL);
+        rta_log(RTA_LOG_ERROR, "retention: prune failed; retrying at the next run", NULL);
     } else {
-        app->retention_more = c->more;
+        app->retention_more = c->more || p->audit_deleted == RETENTION_BATCH;
+        rta_counter_add(rta_metrics_counter(app->m_audit_pruned, ""), (double)p->audit_deleted);
+        if (p->audit_deleted > 0)
+            rta_log(RTA_LOG_INFO, "audit retention: old audit entries deleted", "{s:I,s:I}",
+                    "before_ms", (json_int_t)p->audit_before_ms, "entries",
+                    (json_int_t)p->audit_deleted);
         count(app, "deliveries", c->deliveries);
         count(app, "attempts", c->attempts);
         count(app, "triggers", c->triggers);
@@ -71,6 +83,9 @@ void rta_retention_init(rta_app *app)
     static const char *const kinds[] = {"deliveries", "attempts", "triggers", "rule_states"};
     for (size_t i = 0; i < RTA_ARRAY_LEN(kinds); i++)
         count(app, kinds[i], 0); /* the series exist (at 0) before the first deletion */
+    app->m_audit_pruned = rta_metrics_counter_family(
+        "rta_audit_pruned_total", "Audit log entries deleted by retention (audit.retention_days)");
+    rta_counter_add(rta_metrics_counter(app->m_audit_pruned, ""), 0);
 }
 
 void rta_retention_tick(rta_app *app)
@@ -84,6 +99,7 @@ void rta_retention_tick(rta_app *app)
     prune_job *p = rta_xcalloc(1, sizeof *p);
     p->app = app;
     p->before_ms = now - app->cfg->alert_retention_days * 86400000LL;
+    p->audit_before_ms = now - app->cfg->audit_retention_days * 86400000LL;
     p->job.work = prune_work;
     p->job.done = prune_done;
     p->job.op = "alerts_prune";

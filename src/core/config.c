@@ -86,6 +86,7 @@ static const option options[] = {
     O("alerts", "max_in_flight", OPT_INT, alert_max_in_flight, "256", 1, 100000),
     S("alerts", "public_url", public_url, "http://127.0.0.1:8080"),
     O("alerts", "retention_days", OPT_INT, alert_retention_days, "30", 1, 3650),
+    O("audit", "retention_days", OPT_INT, audit_retention_days, "365", 1, 36500),
     O("webhooks", "timeout_ms", OPT_INT, webhook_timeout_ms, "10000", 100, 600000),
     O("webhooks", "allow_private", OPT_BOOL, webhook_allow_private, "false", 0, 0),
     S("smtp", "url", smtp_url, ""),

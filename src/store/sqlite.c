@@ -188,6 +188,7 @@ enum {
     ST_POINT_INSERT,
     ST_POINTS_LOAD,
     ST_POINTS_PRUNE,
+    ST_AUDIT_PRUNE,
     ST_PROTOCOL_UPSERT,
     ST_PROTOCOLS_LOAD,
     ST_TOKEN_UPSERT,
@@ -255,6 +256,8 @@ static const char *const stmt_sql[ST__COUNT] = {
     [ST_POINTS_LOAD] = "SELECT ts_ms, kind, key1, key2, value FROM points WHERE ts_ms >= ?1 "
                        "ORDER BY ts_ms, kind, key1, key2",
     [ST_POINTS_PRUNE] = "DELETE FROM points WHERE ts_ms < ?1",
+    [ST_AUDIT_PRUNE] = "DELETE FROM audit_log WHERE id IN (SELECT id FROM audit_log "
+                       "WHERE time_ms < ?1 ORDER BY time_ms, id LIMIT ?2)",
     [ST_PROTOCOL_UPSERT] = "INSERT INTO protocols(slug, name, category) VALUES (?1, ?2, ?3) "
                            "ON CONFLICT(slug) DO UPDATE SET name = excluded.name, "
                            "category = excluded.category",
@@ -1005,6 +1008,21 @@ static int sqlite_points_prune(void *db, int64_t before_ms)
         return -1;
     sqlite3_bind_int64(st, 1, before_ms);
     int ret = step_done(c, st, "points_prune");
+    return ret;
+}
+
+static int sqlite_audit_prune(void *db, int64_t before_ms, size_t max_rows, int64_t *deleted)
+{
+    sqlite_conn *c = db;
+    *deleted = 0;
+    sqlite3_stmt *st = stmt_get(c, ST_AUDIT_PRUNE, "audit_prune");
+    if (st == NULL)
+        return -1;
+    sqlite3_bind_int64(st, 1, before_ms);
+    sqlite3_bind_int64(st, 2, (sqlite3_int64)(max_rows ? max_rows : 10000));
+    int ret = step_done(c, st, "audit_prune");
+    if (ret == 0)
+        *deleted = sqlite3_changes64(c->db);
     return ret;
 }
 
@@ -1827,6 +1845,7 @@ const rta_store_ops rta_store_sqlite_ops = {
     .points_append = sqlite_points_append,
     .points_load = sqlite_points_load,
     .points_prune = sqlite_points_prune,
+    .audit_prune = sqlite_audit_prune,
     .protocols_upsert = sqlite_protocols_upsert,
     .protocols_load = sqlite_protocols_load,
     .tokens_upsert = sqlite_tokens_upsert,

@@ -667,6 +667,34 @@ static void test_executor_close_drains(void **state)
     free_entries(r, n);
 }
 
+/* Retention: entries older than the cutoff go, oldest first, at most max_rows a call. */
+static void test_audit_prune(void **state)
+{
+    fixture *f = *state;
+    const rta_store_ops *ops = f->s->ops;
+    void *db = f->s->db;
+    for (int i = 1; i <= 5; i++)
+        append_audit(db, ops, i * 100, "cli", "key.create", NULL); /* ids 1..5 at 100..500 */
+    int64_t deleted = -1;
+    assert_int_equal(ops->audit_prune(db, 400, 2, &deleted), 0); /* 3 are older: 2 go */
+    assert_int_equal(deleted, 2);
+    rta_audit_entry *r = NULL;
+    rta_audit_filter all = {.limit = 100};
+    size_t n = query(f->s, &all, &r);
+    assert_int_equal(n, 3);
+    assert_int_equal(r[2].id, 3); /* the oldest went first */
+    free_entries(r, n);
+    assert_int_equal(ops->audit_prune(db, 400, 2, &deleted), 0); /* the last one older */
+    assert_int_equal(deleted, 1);
+    assert_int_equal(ops->audit_prune(db, 400, 2, &deleted), 0); /* nothing left to do */
+    assert_int_equal(deleted, 0);
+    n = query(f->s, &all, &r);
+    assert_int_equal(n, 2); /* 400 and 500: not older than the cutoff */
+    assert_int_equal(r[0].time_ms, 500);
+    assert_int_equal(r[1].time_ms, 400);
+    free_entries(r, n);
+}
+
 static void test_audit_before_start_is_synchronous(void **state)
 {
     fixture *f = *state;
@@ -690,6 +718,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_open_errors, setup, teardown),
         cmocka_unit_test_setup_teardown(test_keys, setup, teardown),
         cmocka_unit_test_setup_teardown(test_audit, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_audit_prune, setup, teardown),
         cmocka_unit_test_setup_teardown(test_points, setup, teardown),
         cmocka_unit_test_setup_teardown(test_metadata, setup, teardown),
         cmocka_unit_test_setup_teardown(test_kv, setup, teardown),
