@@ -15,5 +15,8 @@ void rta_verr_add(json_t *errors, const char *path, const char *rule, const char
 /* Same, with the path built as base + "." + field. */
 void rta_verr_add_field(json_t *errors, const char *base, const char *field, const char *rule,
                         const char *message);
+/* One "unknown_field" error (path base + "." + key) for each key of obj not in known[0..n). */
+void rta_verr_unknown_fields(json_t *errors, const char *base, const json_t *obj,
+                             const char *const *known, size_t nknown);
 
 #endif

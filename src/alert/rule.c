@@ -72,24 +72,6 @@ static size_t nerrors(const ctx *c)
     return json_array_size(c->errors);
 }
 
-static void check_unknown(ctx *c, const char *base, const json_t *obj, const char *const *known,
-                          size_t nknown)
-{
-    const char *key;
-    json_t *v;
-    json_object_foreach((json_t *)obj, key, v)
-    {
-        size_t i = 0;
-        while (i < nknown && strcmp(key, known[i]) != 0)
-            i++;
-        if (i == nknown) {
-            char path[320];
-            snprintf(path, sizeof path, "%s.%.200s", base, key);
-            add_error(c, path, "unknown_field", "unknown field");
-        }
-    }
-}
-
 /* Index of s in names, or -1. */
 static int lookup_name(const char *s, const char *const *names, size_t n)
 {
@@ -292,7 +274,7 @@ static void parse_condition(ctx *c, const json_t *item, size_t i, rta_alert_cond
     }
     static const char *const known[] = {"metric",   "protocol",  "chain",      "token",
                                         "operator", "threshold", "timeWindow", "tolerance"};
-    check_unknown(c, base, item, known, RTA_ARRAY_LEN(known));
+    rta_verr_unknown_fields(c->errors, base, item, known, RTA_ARRAY_LEN(known));
 
     int metric = -1, op = -1;
     const json_t *v = json_object_get(item, "metric");
@@ -425,7 +407,8 @@ static void parse_action(ctx *c, const json_t *item, size_t i, rta_alert_action 
         return;
     }
     static const char *const known[] = {"type", "target", "template", "secret"};
-    check_unknown(c, base, item, known, RTA_ARRAY_LEN(known) - (c->allow_secret ? 0 : 1));
+    rta_verr_unknown_fields(c->errors, base, item, known,
+                            RTA_ARRAY_LEN(known) - (c->allow_secret ? 0 : 1));
     size_t before = nerrors(c);
 
     int type = -1;
@@ -494,7 +477,8 @@ static int parse_into(ctx *c, const json_t *body, rta_alert_rule *r)
         "name",       "description",   "isActive",  "throttleMinutes", "notifyResolved",
         "conditions", "actions",       "ruleId",    "userId",          "createdAt",
         "updatedAt",  "lastTriggered", "createdMs", "updatedMs",       "lastTriggeredMs"};
-    check_unknown(c, "$", body, known, RTA_ARRAY_LEN(known) - (c->storage ? 0 : 3));
+    rta_verr_unknown_fields(c->errors, "$", body, known,
+                            RTA_ARRAY_LEN(known) - (c->storage ? 0 : 3));
 
     const char *s;
     if (get_string(c, "$", body, "name", 1, NAME_MAX_LEN, true, &s) == 0)

@@ -134,24 +134,6 @@ static int parse_opt_string(ctx *c, const char *base, const char *field, const j
     return 0;
 }
 
-static void check_unknown(ctx *c, const char *base, const json_t *obj, const char *const *known,
-                          size_t nknown)
-{
-    const char *key;
-    const json_t *v;
-    json_object_foreach((json_t *)obj, key, v)
-    {
-        size_t i = 0;
-        while (i < nknown && strcmp(key, known[i]) != 0)
-            i++;
-        if (i == nknown) {
-            char path[320];
-            snprintf(path, sizeof path, "%s.%.200s", base, key);
-            add_error(c, path, "unknown_field", "unknown field");
-        }
-    }
-}
-
 /* A required slug field: 0 and *out, or -1 after reporting. */
 static int parse_slug(ctx *c, const char *base, const json_t *item, const char *field,
                       const char **out)
@@ -180,7 +162,7 @@ static int parse_tvl_item(ctx *c, const json_t *item, size_t i, rta_tvl_update *
     static const char *const known[] = {"protocol",  "chain", "tvl",
                                         "timestamp", "name",  "category"};
     size_t before = json_array_size(c->errors);
-    check_unknown(c, base, item, known, RTA_ARRAY_LEN(known));
+    rta_verr_unknown_fields(c->errors, base, item, known, RTA_ARRAY_LEN(known));
     parse_slug(c, base, item, "protocol", &u->protocol);
     parse_slug(c, base, item, "chain", &u->chain);
 
@@ -212,7 +194,7 @@ static int parse_price_item(ctx *c, const json_t *item, size_t i, rta_price_upda
     }
     static const char *const known[] = {"token", "price", "timestamp", "confidence", "symbol"};
     size_t before = json_array_size(c->errors);
-    check_unknown(c, base, item, known, RTA_ARRAY_LEN(known));
+    rta_verr_unknown_fields(c->errors, base, item, known, RTA_ARRAY_LEN(known));
 
     const json_t *v = json_object_get(item, "token");
     if (v == NULL)
@@ -282,7 +264,7 @@ int rta_ingest_parse(const json_t *body, size_t max_items, int64_t now_ms, rta_i
         goto out;
     }
     static const char *const known[] = {"tvl", "prices"};
-    check_unknown(&c, "$", body, known, RTA_ARRAY_LEN(known));
+    rta_verr_unknown_fields(c.errors, "$", body, known, RTA_ARRAY_LEN(known));
     const json_t *tvl, *prices;
     int bad_arrays = get_array(&c, body, "tvl", &tvl);
     bad_arrays |= get_array(&c, body, "prices", &prices);
