@@ -690,11 +690,70 @@ static int sqlite_key_insert(void *db, const rta_key_record *k)
     return ret;
 }
 
-static void free_key_array(rta_key_record *arr, size_t n)
+/* ---- reading rows into arrays ------------------------------------------------------------ */
+
+typedef void (*row_read_fn)(sqlite3_stmt *st, void *elem); /* elem: zeroed */
+typedef void (*row_free_fn)(void *elem);                   /* its fields, not elem itself */
+
+/* Steps st (bound by the caller) and collects at most max rows into a new array of elements of
+ * size bytes, each filled by read. Resets st. A RETURNING statement is stepped to its end, so
+ * its every change is applied before the reset. On an error nothing is returned (what was read
+ * is released with free_fields) and -1 comes back. */
+static int collect_rows(sqlite_conn *c, sqlite3_stmt *st, size_t max, size_t size, row_read_fn read,
+                        row_free_fn free_fields, const char *op, void **out, size_t *n)
 {
-    for (size_t i = 0; i < n; i++)
-        rta_key_record_free_fields(&arr[i]);
-    free(arr);
+    char *arr = NULL;
+    size_t len = 0, cap = 0;
+    int rc = SQLITE_DONE, ret = -1;
+    *out = NULL;
+    *n = 0;
+    while (len < max && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+        if (len == cap) {
+            cap = cap ? cap * 2 : 8;
+            if (cap > max)
+                cap = max;
+            arr = rta_xrealloc(arr, cap * size);
+        }
+        memset(arr + len * size, 0, size);
+        read(st, arr + len * size);
+        len++;
+    }
+    while (len >= max && rc == SQLITE_ROW)
+        rc = sqlite3_step(st);
+    if (rc != SQLITE_DONE) {
+        log_sqlite(c, op, rc);
+        for (size_t i = 0; i < len; i++)
+            free_fields(arr + i * size);
+        free(arr);
+        goto out;
+    }
+    *out = arr;
+    *n = len;
+    ret = 0;
+out:
+    stmt_done(st);
+    return ret;
+}
+
+static void read_key(sqlite3_stmt *st, void *elem)
+{
+    rta_key_record *k = elem;
+    k->id = dup_column(st, 0);
+    k->user_id = dup_column(st, 1);
+    k->tier = dup_column(st, 2);
+    k->role = dup_column(st, 3);
+    k->label = dup_column(st, 4);
+    const void *h = sqlite3_column_blob(st, 5);
+    int hl = sqlite3_column_bytes(st, 5);
+    if (h != NULL && hl == (int)sizeof k->secret_hash)
+        memcpy(k->secret_hash, h, sizeof k->secret_hash);
+    k->created_ms = sqlite3_column_int64(st, 6);
+    k->revoked_ms = sqlite3_column_int64(st, 7);
+}
+
+static void free_key(void *elem)
+{
+    rta_key_record_free_fields(elem);
 }
 
 static int sqlite_key_list(void *db, rta_key_record **out, size_t *n)
@@ -705,38 +764,9 @@ static int sqlite_key_list(void *db, rta_key_record **out, size_t *n)
     sqlite3_stmt *st = stmt_get(c, ST_KEY_LIST, "key_list");
     if (st == NULL)
         return -1;
-    rta_key_record *arr = NULL;
-    size_t len = 0, cap = 0;
-    int rc, ret = -1;
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        if (len == cap) {
-            cap = cap ? cap * 2 : 16;
-            arr = rta_xrealloc(arr, cap * sizeof *arr);
-        }
-        rta_key_record *k = &arr[len++];
-        memset(k, 0, sizeof *k);
-        k->id = dup_column(st, 0);
-        k->user_id = dup_column(st, 1);
-        k->tier = dup_column(st, 2);
-        k->role = dup_column(st, 3);
-        k->label = dup_column(st, 4);
-        const void *h = sqlite3_column_blob(st, 5);
-        int hl = sqlite3_column_bytes(st, 5);
-        if (h != NULL && hl == (int)sizeof k->secret_hash)
-            memcpy(k->secret_hash, h, sizeof k->secret_hash);
-        k->created_ms = sqlite3_column_int64(st, 6);
-        k->revoked_ms = sqlite3_column_int64(st, 7);
-    }
-    if (rc != SQLITE_DONE) {
-        log_sqlite(c, "key_list", rc);
-        free_key_array(arr, len);
-        goto out;
-    }
-    *out = arr;
-    *n = len;
-    ret = 0;
-out:
-    stmt_done(st);
+    void *rows;
+    int ret = collect_rows(c, st, SIZE_MAX, sizeof **out, read_key, free_key, "key_list", &rows, n);
+    *out = rows;
     return ret;
 }
 
@@ -848,6 +878,26 @@ static sqlite3_stmt *audit_stmt(sqlite_conn *c, unsigned mask)
     return prepare_cached(c, &c->audit_stmt[mask], sql, "audit_query");
 }
 
+static void read_audit(sqlite3_stmt *st, void *elem)
+{
+    rta_audit_entry *e = elem;
+    e->id = sqlite3_column_int64(st, 0);
+    e->time_ms = sqlite3_column_int64(st, 1);
+    e->actor = dup_column(st, 2);
+    e->action = dup_column(st, 3);
+    e->target = dup_column(st, 4);
+    e->request_id = dup_column(st, 5);
+    e->source_ip = dup_column(st, 6);
+    const char *d = (const char *)sqlite3_column_text(st, 7);
+    if (d != NULL)
+        e->details = json_loads(d, JSON_DECODE_ANY, NULL);
+}
+
+static void free_audit(void *elem)
+{
+    rta_audit_entry_free_fields(elem);
+}
+
 static int sqlite_audit_query(void *db, const rta_audit_filter *f, rta_audit_entry **out, size_t *n)
 {
     sqlite_conn *c = db;
@@ -887,8 +937,6 @@ static int sqlite_audit_query(void *db, const rta_audit_filter *f, rta_audit_ent
         limit = AUDIT_LIMIT_MAX;
 
     int ret = -1;
-    rta_audit_entry *arr = NULL;
-    size_t len = 0;
     sqlite3_stmt *st = audit_stmt(c, mask);
     if (st == NULL)
         goto out_free;
@@ -910,37 +958,11 @@ static int sqlite_audit_query(void *db, const rta_audit_filter *f, rta_audit_ent
         sqlite3_bind_int64(st, 7, f->before_id);
     sqlite3_bind_int(st, 8, limit);
 
-    arr = rta_xcalloc((size_t)limit, sizeof *arr);
-    int rc = SQLITE_DONE;
-    while (len < (size_t)limit && (rc = sqlite3_step(st)) == SQLITE_ROW) {
-        rta_audit_entry *e = &arr[len++];
-        e->id = sqlite3_column_int64(st, 0);
-        e->time_ms = sqlite3_column_int64(st, 1);
-        e->actor = dup_column(st, 2);
-        e->action = dup_column(st, 3);
-        e->target = dup_column(st, 4);
-        e->request_id = dup_column(st, 5);
-        e->source_ip = dup_column(st, 6);
-        const char *d = (const char *)sqlite3_column_text(st, 7);
-        if (d != NULL)
-            e->details = json_loads(d, JSON_DECODE_ANY, NULL);
-    }
-    if (len < (size_t)limit && rc != SQLITE_DONE) {
-        log_sqlite(c, "audit_query", rc);
-        goto out;
-    }
-    *out = arr;
-    *n = len;
-    arr = NULL;
-    ret = 0;
-out:
-    stmt_done(st);
+    void *rows;
+    ret = collect_rows(c, st, (size_t)limit, sizeof **out, read_audit, free_audit, "audit_query",
+                       &rows, n);
+    *out = rows;
 out_free:
-    if (arr != NULL) {
-        for (size_t i = 0; i < len; i++)
-            rta_audit_entry_free_fields(&arr[i]);
-        free(arr);
-    }
     free(upper);
     return ret;
 }
@@ -1288,6 +1310,26 @@ static int sqlite_trigger_insert(void *db, const rta_trigger_record *t)
     return step_done(c, st, "trigger_insert");
 }
 
+static void read_trigger(sqlite3_stmt *st, void *elem)
+{
+    rta_trigger_record *t = elem;
+    t->id = dup_column(st, 0);
+    t->rule_id = dup_column(st, 1);
+    t->user_id = dup_column(st, 2);
+    t->series = dup_column(st, 3);
+    t->state = dup_column(st, 4);
+    t->value = sqlite3_column_double(st, 5);
+    t->event_id = dup_column(st, 6);
+    t->event_offset = sqlite3_column_int64(st, 7);
+    t->at_ms = sqlite3_column_int64(st, 8);
+    t->payload = dup_column(st, 9);
+}
+
+static void free_trigger(void *elem)
+{
+    rta_trigger_record_free_fields(elem);
+}
+
 static int sqlite_triggers_query(void *db, const char *rule_id, int64_t before_ms, int limit,
                                  rta_trigger_record **out, size_t *n)
 {
@@ -1303,34 +1345,10 @@ static int sqlite_triggers_query(void *db, const char *rule_id, int64_t before_m
     if (before_ms > 0)
         sqlite3_bind_int64(st, 2, before_ms);
     sqlite3_bind_int(st, 3, limit);
-    rta_trigger_record *arr = rta_xcalloc((size_t)limit, sizeof *arr);
-    size_t len = 0;
-    int rc = SQLITE_DONE, ret = -1;
-    while (len < (size_t)limit && (rc = sqlite3_step(st)) == SQLITE_ROW) {
-        rta_trigger_record *t = &arr[len++];
-        t->id = dup_column(st, 0);
-        t->rule_id = dup_column(st, 1);
-        t->user_id = dup_column(st, 2);
-        t->series = dup_column(st, 3);
-        t->state = dup_column(st, 4);
-        t->value = sqlite3_column_double(st, 5);
-        t->event_id = dup_column(st, 6);
-        t->event_offset = sqlite3_column_int64(st, 7);
-        t->at_ms = sqlite3_column_int64(st, 8);
-        t->payload = dup_column(st, 9);
-    }
-    if (len < (size_t)limit && rc != SQLITE_DONE) {
-        log_sqlite(c, "triggers_query", rc);
-        for (size_t i = 0; i < len; i++)
-            rta_trigger_record_free_fields(&arr[i]);
-        free(arr);
-        goto out;
-    }
-    *out = arr;
-    *n = len;
-    ret = 0;
-out:
-    stmt_done(st);
+    void *rows;
+    int ret = collect_rows(c, st, (size_t)limit, sizeof **out, read_trigger, free_trigger,
+                           "triggers_query", &rows, n);
+    *out = rows;
     return ret;
 }
 
@@ -1362,9 +1380,10 @@ static int sqlite_delivery_insert(void *db, const rta_delivery_record *d)
     return step_done(c, st, "delivery_insert");
 }
 
-/* Reads a row selected with DELIVERY_COLS. */
-static void read_delivery(sqlite3_stmt *st, rta_delivery_record *d)
+/* Reads a row selected with DELIVERY_COLS into an rta_delivery_record. */
+static void read_delivery(sqlite3_stmt *st, void *elem)
 {
+    rta_delivery_record *d = elem;
     memset(d, 0, sizeof *d);
     d->id = dup_column(st, 0);
     d->trigger_id = dup_column(st, 1);
@@ -1385,11 +1404,9 @@ static void read_delivery(sqlite3_stmt *st, rta_delivery_record *d)
     d->payload = dup_column(st, 16);
 }
 
-static void free_delivery_array(rta_delivery_record *arr, size_t n)
+static void free_delivery(void *elem)
 {
-    for (size_t i = 0; i < n; i++)
-        rta_delivery_record_free_fields(&arr[i]);
-    free(arr);
+    rta_delivery_record_free_fields(elem);
 }
 
 /* Steps st (bound by the caller) and collects at most max deliveries into *out / *n. Resets
@@ -1397,32 +1414,9 @@ static void free_delivery_array(rta_delivery_record *arr, size_t n)
 static int collect_deliveries(sqlite_conn *c, sqlite3_stmt *st, size_t max, const char *op,
                               rta_delivery_record **out, size_t *n)
 {
-    rta_delivery_record *arr = NULL;
-    size_t len = 0, cap = 0;
-    int rc = SQLITE_DONE, ret = -1;
-    while (len < max && (rc = sqlite3_step(st)) == SQLITE_ROW) {
-        if (len == cap) {
-            cap = cap ? cap * 2 : 8;
-            if (cap > max)
-                cap = max;
-            arr = rta_xrealloc(arr, cap * sizeof *arr);
-        }
-        read_delivery(st, &arr[len++]);
-    }
-    /* A RETURNING statement applies every change on its first step; stepping it to the end
-     * also lets SQLite finish the write before the reset. */
-    while (len >= max && rc == SQLITE_ROW)
-        rc = sqlite3_step(st);
-    if (rc != SQLITE_DONE) {
-        log_sqlite(c, op, rc);
-        free_delivery_array(arr, len);
-        goto out;
-    }
-    *out = arr;
-    *n = len;
-    ret = 0;
-out:
-    stmt_done(st);
+    void *rows;
+    int ret = collect_rows(c, st, max, sizeof **out, read_delivery, free_delivery, op, &rows, n);
+    *out = rows;
     return ret;
 }
 
@@ -1616,6 +1610,23 @@ static int sqlite_delivery_get(void *db, const char *id, rta_delivery_record *ou
     return ret;
 }
 
+static void read_attempt(sqlite3_stmt *st, void *elem)
+{
+    rta_attempt_record *a = elem;
+    a->delivery_id = dup_column(st, 0);
+    a->attempt = sqlite3_column_int(st, 1);
+    a->at_ms = sqlite3_column_int64(st, 2);
+    a->latency_ms = sqlite3_column_int64(st, 3);
+    a->status_code = sqlite3_column_int(st, 4);
+    a->outcome = dup_column(st, 5);
+    a->error = dup_column(st, 6);
+}
+
+static void free_attempt(void *elem)
+{
+    rta_attempt_record_free_fields(elem);
+}
+
 static int sqlite_attempts_query(void *db, const char *delivery_id, rta_attempt_record **out,
                                  size_t *n)
 {
@@ -1626,35 +1637,10 @@ static int sqlite_attempts_query(void *db, const char *delivery_id, rta_attempt_
     if (st == NULL)
         return -1;
     bind_text(st, 1, delivery_id);
-    rta_attempt_record *arr = NULL;
-    size_t len = 0, cap = 0;
-    int rc, ret = -1;
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        if (len == cap) {
-            cap = cap ? cap * 2 : 8;
-            arr = rta_xrealloc(arr, cap * sizeof *arr);
-        }
-        rta_attempt_record *a = &arr[len++];
-        a->delivery_id = dup_column(st, 0);
-        a->attempt = sqlite3_column_int(st, 1);
-        a->at_ms = sqlite3_column_int64(st, 2);
-        a->latency_ms = sqlite3_column_int64(st, 3);
-        a->status_code = sqlite3_column_int(st, 4);
-        a->outcome = dup_column(st, 5);
-        a->error = dup_column(st, 6);
-    }
-    if (rc != SQLITE_DONE) {
-        log_sqlite(c, "attempts_query", rc);
-        for (size_t i = 0; i < len; i++)
-            rta_attempt_record_free_fields(&arr[i]);
-        free(arr);
-        goto out;
-    }
-    *out = arr;
-    *n = len;
-    ret = 0;
-out:
-    stmt_done(st);
+    void *rows;
+    int ret = collect_rows(c, st, SIZE_MAX, sizeof **out, read_attempt, free_attempt,
+                           "attempts_query", &rows, n);
+    *out = rows;
     return ret;
 }
 
